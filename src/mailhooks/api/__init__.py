@@ -1,0 +1,1 @@
+"""HTTP edges: one thin adapter per dialect over the core."""

@@ -1,0 +1,168 @@
+"""The ASGI application: routers, the error translation for every dialect, and the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mailhooks.api import kirim, mailgun, native
+from mailhooks.api.auth import RateLimited, Unauthorized
+from mailhooks.api.bodies import BodyLimit
+from mailhooks.api.ratelimit import RateLimiter
+from mailhooks.api.responses import (
+    KIRIM_DOMAIN_NOT_FOUND,
+    KIRIM_SERVER_ERROR,
+    KIRIM_VALIDATION_FAILED,
+    KIRIM_WEBHOOK_NOT_FOUND,
+    dialect_for,
+    error_response,
+    rate_limited,
+    validation_error,
+)
+from mailhooks.api.state import Services
+from mailhooks.config import Settings
+from mailhooks.core.errors import Conflict, CoreError, NotFound, ValidationFailed
+from mailhooks.core.targets import TargetPolicy
+from mailhooks.core.webhooks import Subscriptions
+from mailhooks.db.store import Store
+
+log = structlog.get_logger(__name__)
+
+Hook = Callable[[Services], Awaitable[None]]
+
+
+def _not_found(request: Request, exc: NotFound) -> Response:
+    kirim_message = KIRIM_DOMAIN_NOT_FOUND if exc.what == "domain" else KIRIM_WEBHOOK_NOT_FOUND
+    return error_response(request.url.path, 404, exc.message, kirim_message=kirim_message)
+
+
+async def _core_error(request: Request, exc: Exception) -> Response:
+    path = request.url.path
+    if isinstance(exc, NotFound):
+        return _not_found(request, exc)
+    if isinstance(exc, Conflict):
+        dialect = dialect_for(path)
+        if dialect == "kirim":
+            return validation_error(path, {"url": [exc.message]}, KIRIM_VALIDATION_FAILED)
+        status = 409 if (dialect == "native" or path.startswith("/v1/webhooks")) else 400
+        return error_response(path, status, exc.message)
+    if isinstance(exc, ValidationFailed):
+        message = KIRIM_VALIDATION_FAILED if dialect_for(path) == "kirim" else exc.message
+        return validation_error(path, exc.errors, message)
+    assert isinstance(exc, CoreError)
+    return error_response(path, 400, exc.message)
+
+
+async def _unauthorized(request: Request, _exc: Exception) -> Response:
+    return error_response(request.url.path, 401, "Unauthorized")
+
+
+async def _rate_limited(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RateLimited)
+    return rate_limited(request.url.path, exc.retry_after, exc.limit, exc.remaining)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    path = request.url.path
+    message = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, str(exc.detail))
+    if exc.status_code == 404 and dialect_for(path) == "kirim":
+        return error_response(path, 404, message, kirim_message=KIRIM_DOMAIN_NOT_FOUND)
+    return error_response(path, exc.status_code, message, headers=dict(exc.headers or {}))
+
+
+async def _request_validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors: dict[str, list[str]] = {}
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ()) if part not in ("path", "query", "body", "header")]
+        errors.setdefault(".".join(loc) or "request", []).append(str(err.get("msg", "invalid")))
+    path = request.url.path
+    first_field, messages = next(iter(errors.items()))
+    if dialect_for(path) == "mailgun":
+        return error_response(path, 400, f"Invalid parameter '{first_field}': {messages[0]}")
+    return validation_error(path, errors, KIRIM_VALIDATION_FAILED if dialect_for(path) == "kirim" else None)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
+    return error_response(request.url.path, 500, "Internal server error", kirim_message=KIRIM_SERVER_ERROR)
+
+
+def build_services(settings: Settings) -> Services:
+    store = Store(settings.database_url)
+    policy = TargetPolicy(settings.allow_private_targets, settings.allowed_cidrs)
+    return Services(
+        settings=settings,
+        store=store,
+        policy=policy,
+        subscriptions=Subscriptions(store, policy),
+        limiter=RateLimiter(settings.rate_limit, settings.redis_url),
+    )
+
+
+def create_app(settings: Settings | None = None, on_start: list[Hook] | None = None,
+               on_stop: list[Hook] | None = None) -> FastAPI:
+    """Build the app. ``on_start``/``on_stop`` hooks let ``serve`` run the dispatcher in the same loop."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = build_services(settings)
+        app.state.services = svc
+        for hook in on_start or []:
+            await hook(svc)
+        try:
+            yield
+        finally:
+            for hook in on_stop or []:
+                await hook(svc)
+            if svc.sender is not None:
+                await svc.sender.close()
+            await svc.store.close()
+
+    app = FastAPI(
+        title="mailhooks",
+        version="0.1.0",
+        description="Self-hosted webhooks for email senders. Speaks the Mailgun and Kirim.Email webhook APIs.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.include_router(mailgun.router)
+    app.include_router(kirim.router)
+    app.include_router(native.router)
+    app.add_exception_handler(CoreError, _core_error)
+    app.add_exception_handler(Unauthorized, _unauthorized)
+    app.add_exception_handler(RateLimited, _rate_limited)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(Exception, _server_error)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        schemas.update(mailgun.OPENAPI_SCHEMAS)
+        schemas.update(kirim.OPENAPI_SCHEMAS)
+        schemas.update(native.OPENAPI_SCHEMAS)
+        components["securitySchemes"] = {"basicAuth": {"type": "http", "scheme": "basic"},
+                                         "bearerAuth": {"type": "http", "scheme": "bearer"}}
+        schema["security"] = [{"basicAuth": []}, {"bearerAuth": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,210 @@
+"""The ``mailhooks`` command line (the contract's CLI: keep the commands and their output stable)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import typer
+
+from mailhooks.config import Settings
+from mailhooks.core import accounts as core_accounts
+from mailhooks.core.errors import CoreError
+from mailhooks.db.migrate import upgrade
+from mailhooks.db.store import Store
+from mailhooks.logs import configure_logging
+
+app = typer.Typer(help="Self-hosted webhooks for email senders.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+domains_app = typer.Typer(help="Sending domains.", no_args_is_help=True)
+events_app = typer.Typer(help="Events.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(keys_app, name="keys")
+app.add_typer(domains_app, name="domains")
+app.add_typer(events_app, name="events")
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _with_store(work: Callable[[Store], Awaitable[T]], migrate: bool = True) -> T:
+    settings = _settings()
+    if migrate:
+        upgrade(settings.database_url)
+
+    async def runner() -> T:
+        store = Store(settings.database_url)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(runner())
+    except CoreError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _print(data: dict[str, Any], as_json: bool, text: str) -> None:
+    typer.echo(json.dumps(data) if as_json else text)
+
+
+def _run_server(host: str, port: int, dispatcher: bool) -> None:
+    import uvicorn
+
+    from mailhooks.api.app import Hook, create_app
+    from mailhooks.bootstrap import bootstrap_hook
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    on_start: list[Hook] = [bootstrap_hook(host, port)]
+    on_stop: list[Hook] = []
+    if dispatcher:
+        from mailhooks.worker.dispatcher import start_dispatcher, stop_dispatcher
+
+        on_start.append(start_dispatcher)
+        on_stop.append(stop_dispatcher)
+    application = create_app(settings, on_start=on_start, on_stop=on_stop)
+    config = uvicorn.Config(application, host=host, port=port, log_level="warning", access_log=False,
+                            loop="uvloop", http="httptools", timeout_graceful_shutdown=15)
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", help="Address to bind."),
+          port: int = typer.Option(8000, help="Port to bind.")) -> None:
+    """API and dispatcher in one process; migrates the database first."""
+    configure_logging()
+    _run_server(host, port, dispatcher=True)
+
+
+@app.command()
+def api(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -> None:
+    """The API alone (run ``mailhooks worker`` processes beside it)."""
+    configure_logging()
+    _run_server(host, port, dispatcher=False)
+
+
+@app.command()
+def worker() -> None:
+    """The dispatcher alone: claims due deliveries and sends them. Run as many as you like on PostgreSQL."""
+    configure_logging()
+    from mailhooks.worker.dispatcher import run_worker
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    run_worker(settings)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply migrations."""
+    upgrade(_settings().database_url)
+    typer.echo("database is up to date")
+
+
+@accounts_app.command("create")
+def accounts_create(username: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Create an account and print its first API key (shown once)."""
+    created = _with_store(lambda store: core_accounts.create_account(store, username))
+    data = {"username": created.account.username, "account_guid": created.account.guid, "api_key": created.api_key}
+    _print(data, as_json, f"account {username} created\napi key (shown once): {created.api_key}")
+
+
+@keys_app.command("create")
+def keys_create(username: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Create another API key for an account (shown once)."""
+
+    async def work(store: Store) -> str:
+        account = await store.get_account_by_username(username)
+        if account is None:
+            raise CoreError(f"no account {username!r}")
+        return await core_accounts.create_api_key(store, account)
+
+    key = _with_store(work)
+    _print({"username": username, "api_key": key}, as_json, f"api key (shown once): {key}")
+
+
+@keys_app.command("list")
+def keys_list(username: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """List an account's keys by prefix (the keys themselves are not stored)."""
+
+    async def work(store: Store) -> list[dict[str, Any]]:
+        account = await store.get_account_by_username(username)
+        if account is None:
+            raise CoreError(f"no account {username!r}")
+        return [{"prefix": k.prefix, "created_at": k.created_at, "last_used_at": k.last_used_at,
+                 "revoked": k.revoked_at is not None} for k in await store.list_api_keys(account.id)]
+
+    keys = _with_store(work)
+    if as_json:
+        typer.echo(json.dumps(keys))
+    else:
+        for key in keys:
+            typer.echo(f"{key['prefix']}…  {'revoked' if key['revoked'] else 'active'}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: str) -> None:
+    """Revoke the key(s) starting with PREFIX (as shown by ``keys list``)."""
+    count = _with_store(lambda store: store.revoke_api_key(prefix.rstrip("…")))
+    if not count:
+        typer.echo(f"error: no active key with prefix {prefix!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {count} key(s)")
+
+
+@domains_app.command("add")
+def domains_add(domain: str, account: str = typer.Option(..., "--account", help="Owning account's username."),
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    """Add a sending domain to an account."""
+
+    async def work(store: Store) -> Any:
+        owner = await store.get_account_by_username(account)
+        if owner is None:
+            raise CoreError(f"no account {account!r}")
+        return await core_accounts.add_domain(store, owner, domain)
+
+    added = _with_store(work)
+    data = {"domain": added.name, "domain_guid": added.guid, "secret": added.secret}
+    _print(data, as_json, f"domain {added.name} added (guid {added.guid})\nsigning secret: {added.secret}")
+
+
+@domains_app.command("list")
+def domains_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List domains with their owners."""
+
+    async def work(store: Store) -> list[dict[str, Any]]:
+        owners = {}
+        out = []
+        for dom in await store.list_domains():
+            if dom.account_id not in owners:
+                owner = await store.get_account(dom.account_id)
+                owners[dom.account_id] = owner.username if owner else "?"
+            out.append({"domain": dom.name, "domain_guid": dom.guid, "account": owners[dom.account_id]})
+        return out
+
+    rows = _with_store(work)
+    if as_json:
+        typer.echo(json.dumps(rows))
+    else:
+        for row in rows:
+            typer.echo(f"{row['domain']}  {row['account']}  {row['domain_guid']}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,73 @@
+"""Runtime settings, read once from ``MAILHOOKS_*`` environment variables.
+
+The names are part of the public contract (see README): keep them stable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_RETRY_SCHEDULE = (300.0, 600.0, 900.0, 3600.0, 7200.0, 14400.0)
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _schedule(value: str | None) -> tuple[float, ...]:
+    if not value:
+        return DEFAULT_RETRY_SCHEDULE
+    return tuple(float(part) for part in value.split(",") if part.strip())
+
+
+def _cidrs(value: str | None) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    if not value:
+        return ()
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///./mailhooks.db"
+    redis_url: str | None = None
+    allow_private_targets: bool = False
+    allowed_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    delivery_timeout: float = 10.0
+    rate_limit: str = "300/minute"
+    retention_days: float = 30.0
+    bootstrap_user: str = "admin"
+    bootstrap_domain: str = "example.test"
+    max_body_bytes: int = 1024 * 1024
+    worker_batch_size: int = 200
+    worker_concurrency: int = 256
+    per_url_concurrency: int = 32
+    lease_seconds: float = 60.0
+    poll_interval: float = 0.5
+    disable_after_seconds: float = 5 * 24 * 3600.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        get = env.get
+        return cls(
+            database_url=get("MAILHOOKS_DATABASE_URL") or cls.database_url,
+            redis_url=get("MAILHOOKS_REDIS_URL") or None,
+            allow_private_targets=_flag(get("MAILHOOKS_ALLOW_PRIVATE_TARGETS")),
+            allowed_cidrs=_cidrs(get("MAILHOOKS_ALLOWED_CIDRS")),
+            retry_schedule=_schedule(get("MAILHOOKS_RETRY_SCHEDULE")),
+            delivery_timeout=float(get("MAILHOOKS_DELIVERY_TIMEOUT") or 10.0),
+            rate_limit=get("MAILHOOKS_RATE_LIMIT") or cls.rate_limit,
+            retention_days=float(get("MAILHOOKS_RETENTION_DAYS") or 30.0),
+            bootstrap_user=get("MAILHOOKS_BOOTSTRAP_USER") or cls.bootstrap_user,
+            bootstrap_domain=get("MAILHOOKS_BOOTSTRAP_DOMAIN") or cls.bootstrap_domain,
+            worker_batch_size=int(get("MAILHOOKS_WORKER_BATCH") or 200),
+            worker_concurrency=int(get("MAILHOOKS_WORKER_CONCURRENCY") or 256),
+            per_url_concurrency=int(get("MAILHOOKS_PER_URL_CONCURRENCY") or 32),
+            lease_seconds=float(get("MAILHOOKS_LEASE_SECONDS") or 60.0),
+            poll_interval=float(get("MAILHOOKS_POLL_INTERVAL") or 0.5),
+            disable_after_seconds=float(get("MAILHOOKS_DISABLE_AFTER_SECONDS") or 5 * 24 * 3600.0),
+        )

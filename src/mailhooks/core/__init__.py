@@ -1,0 +1,1 @@
+"""Domain logic: no HTTP framework and no SQL in here (storage is reached through ``mailhooks.db.Store``)."""

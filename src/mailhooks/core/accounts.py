@@ -1,0 +1,93 @@
+"""Accounts, API keys and domains.
+
+API keys are shown once and stored as a SHA-256 hash; a presented key is hashed, looked up, and
+compared against the stored hash in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from mailhooks.core.errors import ValidationFailed
+from mailhooks.core.models import Account, Domain
+from mailhooks.db.store import Store
+
+KEY_PREFIX_LENGTH = 12
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_api_key() -> str:
+    return "mh_" + secrets.token_urlsafe(30)
+
+
+def new_signing_key() -> str:
+    """Mailgun's HTTP signing key format: ``key-`` + 32 hex characters (16 random bytes)."""
+    return "key-" + secrets.token_hex(16)
+
+
+def whsec(signing_key: str) -> str:
+    """The same signing key as a Standard Webhooks secret: the HMAC key bytes are the key string itself."""
+    return "whsec_" + base64.b64encode(signing_key.encode()).decode()
+
+
+def new_domain_secret() -> str:
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class CreatedAccount:
+    account: Account
+    api_key: str
+
+
+async def create_account(store: Store, username: str) -> CreatedAccount:
+    if not USERNAME_RE.match(username):
+        raise ValidationFailed.field("username", "Usernames are 1-64 letters, digits, '_', '.', '@' or '-'.")
+    account = await store.create_account(username, new_signing_key())
+    key = await create_api_key(store, account)
+    return CreatedAccount(account=account, api_key=key)
+
+
+async def create_api_key(store: Store, account: Account) -> str:
+    key = new_api_key()
+    await store.add_api_key(account.id, hash_key(key), key[:KEY_PREFIX_LENGTH])
+    return key
+
+
+async def authenticate(store: Store, presented: str) -> Account | None:
+    """The account whose live key is ``presented``, or ``None``."""
+    if not presented or len(presented) > 512:
+        return None
+    digest = hash_key(presented)
+    found = await store.find_key(digest)
+    if found is None:
+        return None
+    account, stored = found
+    return account if hmac.compare_digest(stored, digest) else None
+
+
+def normalize_domain(name: str) -> str:
+    clean = name.strip().rstrip(".").lower()
+    if not DOMAIN_RE.match(clean):
+        raise ValidationFailed.field("domain", f"{name!r} is not a valid domain name.")
+    return clean
+
+
+async def add_domain(store: Store, account: Account, name: str) -> Domain:
+    return await store.add_domain(account.id, normalize_domain(name), new_domain_secret())
+
+
+async def rotate_signing_key(store: Store, account: Account) -> str:
+    key = new_signing_key()
+    await store.set_signing_key(account.id, key)
+    return key

@@ -1,0 +1,69 @@
+"""Plain records passed between the core, storage and the edges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    guid: str
+    username: str
+    signing_key: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: int
+    account_id: int
+    prefix: str
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    id: int
+    guid: str
+    name: str
+    account_id: int
+    secret: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    id: int
+    guid: str
+    account_id: int
+    domain_id: int | None
+    event_type: str
+    url: str
+    payload_format: str
+    group_id: str | None
+    description: str | None
+    created_at: float
+    modified_at: float
+    deleted_at: float | None = None
+    disabled_at: float | None = None
+    disabled_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.deleted_at is None and self.disabled_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class NewWebhook:
+    """A webhook row to insert; the store fills in id, guid and times."""
+
+    account_id: int
+    domain_id: int | None
+    event_type: str
+    url: str
+    payload_format: str
+    group_id: str | None = None
+    description: str | None = None

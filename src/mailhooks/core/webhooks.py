@@ -1,0 +1,264 @@
+"""Subscriptions: who gets which event at which URL.
+
+One row is one URL x one event type. The dialects are views over the same rows: Mailgun v3 groups
+a domain's rows by type, v4 by URL, v1 by ``group_id`` (its ``webhook_id``); Kirim.Email addresses
+single rows by guid. Every rule (3 URLs per type, duplicates, URL checks, ownership) lives here once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+
+from mailhooks.core.errors import (
+    Conflict,
+    DomainNotFound,
+    LimitExceeded,
+    ValidationFailed,
+    WebhookNotFound,
+)
+from mailhooks.core.event_types import MAILGUN_TYPES
+from mailhooks.core.models import Account, Domain, NewWebhook, Webhook
+from mailhooks.core.targets import TargetPolicy, check_target
+from mailhooks.db.store import Store
+
+MAX_URLS_PER_TYPE = 3
+MAX_DESCRIPTION = 1024
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        seen.setdefault(item, None)
+    return list(seen)
+
+
+def group_by_type(rows: Iterable[Webhook], types: Sequence[str] = MAILGUN_TYPES) -> dict[str, list[str]]:
+    """``{type: [urls]}`` in creation order, for the types that have at least one URL."""
+    grouped: dict[str, list[str]] = {}
+    for row in rows:
+        if row.event_type in types:
+            urls = grouped.setdefault(row.event_type, [])
+            if row.url not in urls:
+                urls.append(row.url)
+    return grouped
+
+
+class Subscriptions:
+    def __init__(self, store: Store, policy: TargetPolicy) -> None:
+        self.store = store
+        self.policy = policy
+
+    # ------------------------------------------------------------------ shared checks
+    async def domain(self, account: Account, name: str) -> Domain:
+        found = await self.store.get_domain(account.id, name.strip().lower()) if name else None
+        if found is None:
+            raise DomainNotFound()
+        return found
+
+    async def check_urls(self, urls: Sequence[str]) -> list[str]:
+        return [await check_target(url, self.policy) for url in urls]
+
+    @staticmethod
+    def check_limit(event_type: str, urls: Sequence[str]) -> None:
+        if len(urls) > MAX_URLS_PER_TYPE:
+            raise LimitExceeded.field(
+                "url", f"Maximum of {MAX_URLS_PER_TYPE} urls for a given webhook type ({event_type})"
+            )
+
+    async def _rows(self, account: Account, domain: Domain | None, event_type: str | None = None) -> list[Webhook]:
+        return await self.store.list_webhooks(account.id, domain.id if domain else None, event_type=event_type)
+
+    # ------------------------------------------------------------------ by type (Mailgun v3)
+    async def urls_by_type(self, account: Account, domain: Domain) -> dict[str, list[str]]:
+        return group_by_type(await self._rows(account, domain))
+
+    async def urls_of_type(self, account: Account, domain: Domain, event_type: str) -> list[str]:
+        urls = [row.url for row in await self._rows(account, domain, event_type)]
+        if not urls:
+            raise WebhookNotFound()
+        return _unique(urls)
+
+    async def create_type(self, account: Account, domain: Domain, event_type: str, urls: Sequence[str],
+                          payload_format: str = "mailgun") -> list[str]:
+        urls = _unique(urls)
+        self.check_limit(event_type, urls)
+        if await self._rows(account, domain, event_type):
+            raise Conflict("Webhook already exists")
+        urls = await self.check_urls(urls)
+        await self.store.change_webhooks(
+            add=[NewWebhook(account.id, domain.id, event_type, url, payload_format) for url in urls]
+        )
+        return urls
+
+    async def replace_type(self, account: Account, domain: Domain, event_type: str, urls: Sequence[str],
+                           payload_format: str = "mailgun") -> list[str]:
+        urls = _unique(urls)
+        self.check_limit(event_type, urls)
+        existing = await self._rows(account, domain, event_type)
+        if not existing:
+            raise WebhookNotFound()
+        urls = await self.check_urls(urls)
+        keep = {row.url for row in existing if row.url in urls}
+        await self.store.change_webhooks(
+            add=[NewWebhook(account.id, domain.id, event_type, url, payload_format) for url in urls if url not in keep],
+            remove_ids=[row.id for row in existing if row.url not in urls],
+        )
+        return urls
+
+    async def delete_type(self, account: Account, domain: Domain, event_type: str) -> list[str]:
+        existing = await self._rows(account, domain, event_type)
+        if not existing:
+            raise WebhookNotFound()
+        await self.store.change_webhooks(remove_ids=[row.id for row in existing])
+        return _unique(row.url for row in existing)
+
+    # ------------------------------------------------------------------ by URL (Mailgun v4)
+    async def add_url(self, account: Account, domain: Domain, url: str, event_types: Sequence[str],
+                      payload_format: str = "mailgun") -> dict[str, list[str]]:
+        (url,) = await self.check_urls([url])
+        rows = await self._rows(account, domain)
+        types = _unique(event_types)
+        for event_type in types:
+            current = [row.url for row in rows if row.event_type == event_type]
+            if url in current:
+                raise Conflict(f"Webhook for event type '{event_type}' with URL '{url}' already exists")
+            self.check_limit(event_type, _unique([*current, url]))
+        await self.store.change_webhooks(
+            add=[NewWebhook(account.id, domain.id, event_type, url, payload_format) for event_type in types]
+        )
+        return await self.urls_by_type(account, domain)
+
+    async def set_url_types(self, account: Account, domain: Domain, url: str, event_types: Sequence[str],
+                            payload_format: str = "mailgun") -> dict[str, list[str]]:
+        (url,) = await self.check_urls([url])
+        rows = await self._rows(account, domain)
+        mine = [row for row in rows if row.url == url and row.event_type in MAILGUN_TYPES]
+        if not mine:
+            raise WebhookNotFound()
+        types = _unique(event_types)
+        have = {row.event_type for row in mine}
+        for event_type in types:
+            if event_type not in have:
+                current = [row.url for row in rows if row.event_type == event_type]
+                self.check_limit(event_type, _unique([*current, url]))
+        await self.store.change_webhooks(
+            add=[NewWebhook(account.id, domain.id, t, url, payload_format) for t in types if t not in have],
+            remove_ids=[row.id for row in mine if row.event_type not in types],
+        )
+        return await self.urls_by_type(account, domain)
+
+    async def remove_urls(self, account: Account, domain: Domain, urls: Sequence[str]) -> dict[str, list[str]]:
+        wanted = {url.strip() for url in urls}
+        rows = await self._rows(account, domain)
+        doomed = [row.id for row in rows if row.url in wanted and row.event_type in MAILGUN_TYPES]
+        if doomed:
+            await self.store.change_webhooks(remove_ids=doomed)
+        return await self.urls_by_type(account, domain)
+
+    # ------------------------------------------------------------------ account level (Mailgun v1)
+    async def account_groups(self, account: Account, group_ids: Sequence[str] | None = None) -> list[list[Webhook]]:
+        rows = await self._rows(account, None)
+        groups: dict[str, list[Webhook]] = {}
+        for row in rows:
+            if row.group_id and (group_ids is None or row.group_id in group_ids):
+                groups.setdefault(row.group_id, []).append(row)
+        return list(groups.values())
+
+    async def account_group(self, account: Account, group_id: str) -> list[Webhook]:
+        rows = await self.store.list_webhooks(account.id, None, group_id=group_id)
+        if not rows:
+            raise WebhookNotFound()
+        return rows
+
+    def _check_account_limit(self, rows: Sequence[Webhook], url: str, types: Sequence[str],
+                             ignore_group: str | None = None) -> None:
+        for event_type in types:
+            current = {row.url for row in rows if row.event_type == event_type and row.group_id != ignore_group}
+            self.check_limit(event_type, sorted(current | {url}))
+
+    async def create_account_webhook(self, account: Account, url: str, event_types: Sequence[str],
+                                     description: str | None) -> list[Webhook]:
+        (url,) = await self.check_urls([url])
+        types = _unique(event_types)
+        rows = await self._rows(account, None)
+        for event_type in types:
+            if any(row.url == url and row.event_type == event_type for row in rows):
+                raise Conflict(f"Webhook for event type '{event_type}' with URL '{url}' already exists")
+        self._check_account_limit(rows, url, types)
+        group_id = secrets.token_hex(12)
+        description = (description or "")[:MAX_DESCRIPTION]
+        return await self.store.change_webhooks(
+            add=[NewWebhook(account.id, None, t, url, "mailgun", group_id, description) for t in types]
+        )
+
+    async def replace_account_webhook(self, account: Account, group_id: str, url: str,
+                                      event_types: Sequence[str], description: str | None) -> list[Webhook]:
+        existing = await self.account_group(account, group_id)
+        (url,) = await self.check_urls([url])
+        types = _unique(event_types)
+        rows = await self._rows(account, None)
+        for event_type in types:
+            if any(r.url == url and r.event_type == event_type and r.group_id != group_id for r in rows):
+                raise Conflict(f"Webhook for event type '{event_type}' with URL '{url}' already exists")
+        self._check_account_limit(rows, url, types, ignore_group=group_id)
+        if description is None:
+            description = existing[0].description
+        await self.store.change_webhooks(
+            add=[NewWebhook(account.id, None, t, url, "mailgun", group_id, (description or "")[:MAX_DESCRIPTION])
+                 for t in types],
+            remove_ids=[row.id for row in existing],
+        )
+        return await self.account_group(account, group_id)
+
+    async def delete_account_webhooks(self, account: Account, group_ids: Sequence[str] | None) -> int:
+        """Delete the given groups (all when ``None``); return how many groups went."""
+        groups = await self.account_groups(account, group_ids)
+        ids = [row.id for group in groups for row in group]
+        if ids:
+            await self.store.change_webhooks(remove_ids=ids)
+        return len(groups)
+
+    # ------------------------------------------------------------------ single rows (Kirim.Email)
+    async def list_rows(self, account: Account, domain: Domain, event_types: Sequence[str],
+                        event_type: str | None = None) -> list[Webhook]:
+        rows = await self._rows(account, domain, event_type)
+        return [row for row in rows if row.event_type in event_types]
+
+    async def get_row(self, account: Account, domain: Domain, guid: str) -> Webhook:
+        row = await self.store.get_webhook(account.id, guid, domain.id)
+        if row is None:
+            raise WebhookNotFound()
+        return row
+
+    async def _check_row(self, account: Account, domain: Domain, event_type: str, url: str,
+                         ignore_id: int | None = None) -> str:
+        (url,) = await self.check_urls([url])
+        rows = [r for r in await self._rows(account, domain, event_type) if r.id != ignore_id]
+        if any(r.url == url for r in rows):
+            raise ValidationFailed.field("url", "A webhook for this type and url already exists.")
+        if len({r.url for r in rows} | {url}) > MAX_URLS_PER_TYPE:
+            raise LimitExceeded.field("url", f"A maximum of {MAX_URLS_PER_TYPE} urls is allowed per event type.")
+        return url
+
+    async def create_row(self, account: Account, domain: Domain, event_type: str, url: str,
+                         payload_format: str = "kirim") -> Webhook:
+        url = await self._check_row(account, domain, event_type, url)
+        (row,) = await self.store.change_webhooks(
+            add=[NewWebhook(account.id, domain.id, event_type, url, payload_format)]
+        )
+        return row
+
+    async def update_row(self, account: Account, domain: Domain, guid: str, event_type: str | None,
+                         url: str | None) -> Webhook:
+        row = await self.get_row(account, domain, guid)
+        new_type = event_type or row.event_type
+        new_url = url if url is not None else row.url
+        if (new_type, new_url) != (row.event_type, row.url):
+            new_url = await self._check_row(account, domain, new_type, new_url, ignore_id=row.id)
+        return await self.store.update_webhook(row.id, event_type=new_type, url=new_url)
+
+    async def delete_row(self, account: Account, domain: Domain, guid: str) -> Webhook:
+        row = await self.get_row(account, domain, guid)
+        await self.store.change_webhooks(remove_ids=[row.id])
+        return row

@@ -1,0 +1,270 @@
+"""The storage interface the core talks to. Every method is one transaction.
+
+SQLite gets two engines: writes open ``BEGIN IMMEDIATE`` so that two processes never deadlock on a
+lock upgrade, while reads stay deferred and run beside them (WAL).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import and_, delete, event, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mailhooks.core.errors import Conflict
+from mailhooks.core.models import Account, ApiKey, Domain, NewWebhook, Webhook
+from mailhooks.db import schema as t
+from mailhooks.db.engine import create_engine, is_postgres
+
+
+def _immediate_transactions(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin_immediate(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _webhook(row: Any) -> Webhook:
+    return Webhook(**row._mapping)
+
+
+class Store:
+    """Async access to every table. Construct with a database URL; call ``close()`` when done."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.postgres = is_postgres(url)
+        if self.postgres:
+            self.engine = create_engine(url)
+            self.read_engine = self.engine
+        else:
+            self.engine = create_engine(url)
+            _immediate_transactions(self.engine)
+            self.read_engine = create_engine(url)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.read_engine.connect() as conn:
+            yield conn
+
+    # ---------------------------------------------------------------- accounts and keys
+    async def create_account(self, username: str, signing_key: str) -> Account:
+        now = time.time()
+        values: dict[str, Any] = {"guid": str(uuid.uuid4()), "username": username, "signing_key": signing_key,
+                                  "created_at": now}
+        try:
+            async with self.write() as conn:
+                result = await conn.execute(insert(t.accounts).values(**values).returning(t.accounts.c.id))
+                account_id = result.scalar_one()
+        except IntegrityError as exc:
+            raise Conflict(f"Account {username!r} already exists") from exc
+        return Account(id=account_id, **values)
+
+    async def count_accounts(self) -> int:
+        async with self.read() as conn:
+            return int((await conn.execute(select(func.count()).select_from(t.accounts))).scalar_one())
+
+    async def get_account(self, account_id: int) -> Account | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(t.accounts).where(t.accounts.c.id == account_id))).first()
+        return Account(**row._mapping) if row else None
+
+    async def get_account_by_username(self, username: str) -> Account | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(t.accounts).where(t.accounts.c.username == username))).first()
+        return Account(**row._mapping) if row else None
+
+    async def set_signing_key(self, account_id: int, signing_key: str) -> None:
+        async with self.write() as conn:
+            await conn.execute(
+                update(t.accounts).where(t.accounts.c.id == account_id).values(signing_key=signing_key)
+            )
+
+    async def add_api_key(self, account_id: int, key_hash: str, prefix: str) -> ApiKey:
+        now = time.time()
+        async with self.write() as conn:
+            result = await conn.execute(
+                insert(t.api_keys)
+                .values(account_id=account_id, key_hash=key_hash, prefix=prefix, created_at=now)
+                .returning(t.api_keys.c.id)
+            )
+            key_id = result.scalar_one()
+        return ApiKey(id=key_id, account_id=account_id, prefix=prefix, created_at=now, last_used_at=None,
+                      revoked_at=None)
+
+    async def find_key(self, key_hash: str) -> tuple[Account, str] | None:
+        """The account owning an unrevoked key with this hash, and the stored hash (for a constant-time check)."""
+        query = (
+            select(t.accounts, t.api_keys.c.key_hash)
+            .join(t.api_keys, t.api_keys.c.account_id == t.accounts.c.id)
+            .where(t.api_keys.c.key_hash == key_hash, t.api_keys.c.revoked_at.is_(None))
+        )
+        async with self.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        data = dict(row._mapping)
+        stored = data.pop("key_hash")
+        return Account(**data), stored
+
+    async def list_api_keys(self, account_id: int) -> list[ApiKey]:
+        query = (
+            select(t.api_keys.c.id, t.api_keys.c.account_id, t.api_keys.c.prefix, t.api_keys.c.created_at,
+                   t.api_keys.c.last_used_at, t.api_keys.c.revoked_at)
+            .where(t.api_keys.c.account_id == account_id)
+            .order_by(t.api_keys.c.id)
+        )
+        async with self.read() as conn:
+            return [ApiKey(**row._mapping) for row in await conn.execute(query)]
+
+    async def revoke_api_key(self, prefix: str, account_id: int | None = None) -> int:
+        conditions = [t.api_keys.c.prefix == prefix, t.api_keys.c.revoked_at.is_(None)]
+        if account_id is not None:
+            conditions.append(t.api_keys.c.account_id == account_id)
+        async with self.write() as conn:
+            result = await conn.execute(update(t.api_keys).where(*conditions).values(revoked_at=time.time()))
+        return int(result.rowcount or 0)
+
+    # ---------------------------------------------------------------- domains
+    async def add_domain(self, account_id: int, name: str, secret: str) -> Domain:
+        now = time.time()
+        values: dict[str, Any] = {"guid": str(uuid.uuid4()), "name": name, "account_id": account_id, "secret": secret,
+                  "created_at": now}
+        try:
+            async with self.write() as conn:
+                result = await conn.execute(insert(t.domains).values(**values).returning(t.domains.c.id))
+                domain_id = result.scalar_one()
+        except IntegrityError as exc:
+            raise Conflict(f"Domain {name!r} already exists") from exc
+        return Domain(id=domain_id, **values)
+
+    async def list_domains(self, account_id: int | None = None) -> list[Domain]:
+        query = select(t.domains).order_by(t.domains.c.name)
+        if account_id is not None:
+            query = query.where(t.domains.c.account_id == account_id)
+        async with self.read() as conn:
+            return [Domain(**row._mapping) for row in await conn.execute(query)]
+
+    async def get_domain(self, account_id: int, name: str) -> Domain | None:
+        """The domain called ``name`` if this account owns it; another account's domain is ``None`` too."""
+        query = select(t.domains).where(t.domains.c.name == name, t.domains.c.account_id == account_id)
+        async with self.read() as conn:
+            row = (await conn.execute(query)).first()
+        return Domain(**row._mapping) if row else None
+
+    async def get_domain_by_name(self, name: str) -> Domain | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(t.domains).where(t.domains.c.name == name))).first()
+        return Domain(**row._mapping) if row else None
+
+    async def get_domains_by_id(self, ids: Iterable[int]) -> dict[int, Domain]:
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+        async with self.read() as conn:
+            rows = await conn.execute(select(t.domains).where(t.domains.c.id.in_(wanted)))
+            return {row.id: Domain(**row._mapping) for row in rows}
+
+    # ---------------------------------------------------------------- webhooks
+    async def list_webhooks(
+        self,
+        account_id: int,
+        domain_id: int | None,
+        event_type: str | None = None,
+        event_types: Sequence[str] | None = None,
+        include_deleted: bool = False,
+        group_id: str | None = None,
+    ) -> list[Webhook]:
+        """Webhooks of one domain (``domain_id``) or the account-level ones (``domain_id=None``), by id."""
+        c = t.webhooks.c
+        conditions = [c.account_id == account_id]
+        conditions.append(c.domain_id.is_(None) if domain_id is None else c.domain_id == domain_id)
+        if event_type is not None:
+            conditions.append(c.event_type == event_type)
+        if event_types is not None:
+            conditions.append(c.event_type.in_(list(event_types)))
+        if group_id is not None:
+            conditions.append(c.group_id == group_id)
+        if not include_deleted:
+            conditions.append(c.deleted_at.is_(None))
+        async with self.read() as conn:
+            rows = await conn.execute(select(t.webhooks).where(and_(*conditions)).order_by(c.id))
+            return [_webhook(row) for row in rows]
+
+    async def get_webhook(self, account_id: int, guid: str, domain_id: int | None = None,
+                          any_domain: bool = False) -> Webhook | None:
+        c = t.webhooks.c
+        conditions = [c.account_id == account_id, c.guid == guid, c.deleted_at.is_(None)]
+        if not any_domain:
+            conditions.append(c.domain_id.is_(None) if domain_id is None else c.domain_id == domain_id)
+        async with self.read() as conn:
+            row = (await conn.execute(select(t.webhooks).where(*conditions))).first()
+        return _webhook(row) if row else None
+
+    async def get_webhook_by_id(self, webhook_id: int) -> Webhook | None:
+        async with self.read() as conn:
+            row = (await conn.execute(select(t.webhooks).where(t.webhooks.c.id == webhook_id))).first()
+        return _webhook(row) if row else None
+
+    async def change_webhooks(
+        self,
+        add: Sequence[NewWebhook] = (),
+        remove_ids: Sequence[int] = (),
+        hard_delete: bool = False,
+    ) -> list[Webhook]:
+        """Insert ``add`` and delete ``remove_ids`` in one transaction; return the inserted rows.
+
+        Deletes are soft (``deleted_at``) so that deliveries keep pointing at a real row.
+        """
+        now = time.time()
+        created: list[Webhook] = []
+        async with self.write() as conn:
+            if remove_ids:
+                ids = list(remove_ids)
+                if hard_delete:
+                    await conn.execute(delete(t.webhooks).where(t.webhooks.c.id.in_(ids)))
+                else:
+                    await conn.execute(
+                        update(t.webhooks).where(t.webhooks.c.id.in_(ids)).values(deleted_at=now, modified_at=now)
+                    )
+            for new in add:
+                values: dict[str, Any] = {
+                    "guid": str(uuid.uuid4()),
+                    "account_id": new.account_id,
+                    "domain_id": new.domain_id,
+                    "event_type": new.event_type,
+                    "url": new.url,
+                    "payload_format": new.payload_format,
+                    "group_id": new.group_id,
+                    "description": new.description,
+                    "created_at": now,
+                    "modified_at": now,
+                }
+                result = await conn.execute(insert(t.webhooks).values(**values).returning(t.webhooks.c.id))
+                created.append(Webhook(id=result.scalar_one(), **values))
+        return created
+
+    async def update_webhook(self, webhook_id: int, **values: Any) -> Webhook:
+        values.setdefault("modified_at", time.time())
+        async with self.write() as conn:
+            await conn.execute(update(t.webhooks).where(t.webhooks.c.id == webhook_id).values(**values))
+            row = (await conn.execute(select(t.webhooks).where(t.webhooks.c.id == webhook_id))).one()
+        return _webhook(row)

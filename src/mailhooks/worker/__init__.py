@@ -1,0 +1,1 @@
+"""Delivery: the HTTP sender and the dispatcher loop that drains the outbox."""

@@ -1,0 +1,89 @@
+"""Shared fixtures: real databases (SQLite file and a throwaway PostgreSQL database per run) and real
+``mailhooks`` server processes on 127.0.0.1.
+
+PostgreSQL tests run when 127.0.0.1:5432 answers; under ``CI=true`` a missing server fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import (
+    Provisioner,
+    ServerProcess,
+    create_pg_database,
+    drop_pg_database,
+    pg_available,
+    redis_available,
+)
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def require_service(available: bool, name: str) -> None:
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{name} is not reachable on 127.0.0.1 and CI=true: tests must not skip")
+    pytest.skip(f"{name} is not reachable on 127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    return os.environ.get("MAILHOOKS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """One fresh PostgreSQL database for this test run, dropped afterwards."""
+    require_service(pg_available(pg_admin_url), "PostgreSQL")
+    name = f"mailhooks_test_{uuid.uuid4().hex[:12]}"
+    url = create_pg_database(pg_admin_url, name)
+    yield url
+    drop_pg_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("MAILHOOKS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    require_service(redis_available(url), "Redis")
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("sqlite") / "mailhooks.db"
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Every storage test runs on both backends."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")  # type: ignore[no-any-return]
+    return request.getfixturevalue("pg_url")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real ``mailhooks serve`` on a free port, private targets allowed (the test receivers are local)."""
+    proc = ServerProcess(
+        db_url,
+        log_dir=tmp_path_factory.mktemp("server-logs"),
+        env={"MAILHOOKS_ALLOW_PRIVATE_TARGETS": "1", "MAILHOOKS_RATE_LIMIT": "100000/minute"},
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def provision(db_url: str, server: ServerProcess) -> Provisioner:
+    """Creates accounts and domains straight in the server's database (the same code the CLI runs)."""
+    return Provisioner(db_url)

@@ -1,0 +1,177 @@
+"""Helpers for tests: server subprocesses, database setup, account provisioning, local receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy.engine import make_url
+
+from mailhooks.core import accounts as core_accounts
+from mailhooks.db.migrate import upgrade
+from mailhooks.db.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+MAILHOOKS = str(Path(sys.executable).with_name("mailhooks"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pg_available(admin_url: str) -> bool:
+    url = make_url(admin_url)
+    try:
+        with socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def redis_available(redis_url: str) -> bool:
+    url = make_url(redis_url.replace("redis://", "redis+x://", 1)) if "://" in redis_url else None
+    host = (url.host if url else None) or "127.0.0.1"
+    port = (url.port if url else None) or 6379
+    try:
+        with socket.create_connection((host, port), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+async def _pg_admin(admin_url: str, statement: str) -> None:
+    import asyncpg
+
+    url = make_url(admin_url)
+    conn = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username or "postgres",
+                                 password=url.password, database=url.database or "postgres")
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def create_pg_database(admin_url: str, name: str) -> str:
+    asyncio.run(_pg_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(admin_url: str, name: str) -> None:
+    asyncio.run(_pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@dataclass
+class Tenant:
+    username: str
+    api_key: str
+    account_guid: str
+    signing_key: str
+    domains: dict[str, str] = field(default_factory=dict)  # name -> secret
+
+    @property
+    def domain(self) -> str:
+        return next(iter(self.domains))
+
+
+class Provisioner:
+    """Makes accounts and domains in the database a server is using."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+
+    def tenant(self, domains: int = 1, prefix: str = "t") -> Tenant:
+        async def work() -> Tenant:
+            store = Store(self.db_url)
+            try:
+                suffix = uuid.uuid4().hex[:10]
+                created = await core_accounts.create_account(store, f"{prefix}{suffix}")
+                tenant = Tenant(created.account.username, created.api_key, created.account.guid,
+                                created.account.signing_key)
+                for i in range(domains):
+                    dom = await core_accounts.add_domain(store, created.account, f"d{i}-{suffix}.example")
+                    tenant.domains[dom.name] = dom.secret
+                return tenant
+            finally:
+                await store.close()
+
+        return asyncio.run(work())
+
+
+class ServerProcess:
+    """``mailhooks <command>`` as a real subprocess on 127.0.0.1."""
+
+    def __init__(self, db_url: str, log_dir: Path, env: dict[str, str] | None = None, command: str = "serve",
+                 port: int | None = None) -> None:
+        self.db_url = db_url
+        self.command = command
+        self.port = port or free_port()
+        self.log_path = log_dir / f"{command}-{self.port}.log"
+        self.env = {**os.environ, "MAILHOOKS_DATABASE_URL": db_url, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0, migrate: bool = True) -> None:
+        if migrate:
+            upgrade(self.db_url)
+        args = [MAILHOOKS, self.command]
+        if self.command in ("serve", "api"):
+            args += ["--host", "127.0.0.1", "--port", str(self.port)]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        if self.command in ("serve", "api"):
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mailhooks exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code in (200, 503):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"mailhooks did not become ready:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def basic(username: str, key: str) -> tuple[str, str]:
+    return (username, key)
+
+
+def json_of(response: Any) -> Any:
+    return response.json()
