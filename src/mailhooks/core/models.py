@@ -50,6 +50,7 @@ class Webhook:
     deleted_at: float | None = None
     disabled_at: float | None = None
     disabled_reason: str | None = None
+    failing_since: float | None = None
 
     @property
     def active(self) -> bool:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 # BigInteger primary keys that are still SQLite's INTEGER PRIMARY KEY (rowid) there.
@@ -83,6 +84,8 @@ webhooks = Table(
     Column("deleted_at", Float),
     Column("disabled_at", Float),
     Column("disabled_reason", Text),
+    # Start of the current run of failed attempts (NULL after any success): drives auto-disable.
+    Column("failing_since", Float),
     Index("ix_webhooks_route", "account_id", "domain_id", "event_type"),
     Index("ix_webhooks_group", "group_id"),
 )
@@ -100,6 +103,7 @@ events = Table(
     Column("payload", Text, nullable=False),  # canonical event-data JSON
     UniqueConstraint("domain_id", "event_id", name="uq_events_domain_event"),
     Index("ix_events_account_received", "account_id", "received_at"),
+    Index("ix_events_received", "received_at"),  # retention
 )
 
 deliveries = Table(
@@ -119,7 +123,16 @@ deliveries = Table(
     Column("last_error", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
-    Index("ix_deliveries_due", "status", "next_attempt_at"),
+    # The queue: only unfinished rows, ordered by due time. A claimed row keeps its lease expiry in
+    # next_attempt_at, so "due" is one range scan for both new work and expired leases.
+    Index(
+        "ix_deliveries_queue",
+        "next_attempt_at",
+        sqlite_where=text("status IN ('pending', 'delivering')"),
+        postgresql_where=text("status IN ('pending', 'delivering')"),
+    ),
+    Index("ix_deliveries_domain_status", "domain_id", "status"),
+    Index("ix_deliveries_created", "created_at"),  # retention
     Index("ix_deliveries_account_created", "account_id", "created_at"),
 )
 
