@@ -203,6 +203,41 @@ def domains_list(as_json: bool = typer.Option(False, "--json")) -> None:
             typer.echo(f"{row['domain']}  {row['account']}  {row['domain_guid']}")
 
 
+@events_app.command("emit")
+def events_emit(
+    domain: str,
+    event: str,
+    recipient: str = typer.Option(..., "--recipient", help="Recipient address."),
+    event_id: str | None = typer.Option(None, "--id", help="Event id (idempotency key); generated if omitted."),
+    data: str | None = typer.Option(None, "--data", help="Extra event-data fields as a JSON object."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Ingest one event for DOMAIN as its owning account (same rules as ``POST /v1/events``)."""
+    from mailhooks.core.events import Intake
+    from mailhooks.db.outbox import Outbox
+
+    item: dict[str, Any] = json.loads(data) if data else {}
+    if not isinstance(item, dict):
+        typer.echo("error: --data must be a JSON object", err=True)
+        raise typer.Exit(2)
+    item.update({"domain": domain, "event": event, "recipient": recipient})
+    if event_id is not None:
+        item["id"] = event_id
+
+    async def work(store: Store) -> tuple[str, bool]:
+        owned = await store.get_domain_by_name(domain.strip().lower())
+        if owned is None:
+            raise CoreError(f"no domain {domain!r}")
+        owner = await store.get_account(owned.account_id)
+        assert owner is not None
+        ids, _many, new = await Intake(store, Outbox(store)).ingest(owner, item)
+        return ids[0], bool(new)
+
+    emitted, new = _with_store(work)
+    _print({"id": emitted, "ids": [emitted], "new": new}, as_json,
+           f"event {emitted} {'accepted' if new else 'already known (not delivered again)'}")
+
+
 def main() -> None:
     try:
         app()

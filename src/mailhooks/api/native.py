@@ -1,17 +1,33 @@
-"""The native API: health, the signing key, and (see the delivery modules) events and deliveries."""
+"""The native API: health, metrics, the signing key, event ingest, and deliveries (see and act).
+
+Thin: validation and rules live in ``core.events`` / ``core.retry``, SQL in ``db.outbox``."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+import orjson
+import structlog
+from fastapi import APIRouter, Depends, Query
+from fastapi import Path as PathParam
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
 from starlette.responses import Response
 
 from mailhooks.api.auth import native_account
 from mailhooks.api.responses import JSON, openapi_json
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import whsec
+from mailhooks.core.errors import Conflict, NotFound, ValidationFailed
+from mailhooks.core.events import Intake
 from mailhooks.core.models import Account
+from mailhooks.core.retry import STATUSES
+from mailhooks.db.outbox import Outbox
+from mailhooks.worker import metrics
+
+log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["native"])
 
@@ -52,3 +68,256 @@ async def healthz(svc: Services = Depends(services)) -> Response:
 @router.get("/v1/signing-key", responses={200: openapi_json("SigningKey"), **AUTH_ERRORS})
 async def signing_key(account: Account = Depends(native_account)) -> Response:
     return JSON({"http_signing_key": account.signing_key, "whsec": whsec(account.signing_key)})
+
+
+# ---------------------------------------------------------------------- events and deliveries
+# Decision: re-enabling a disabled subscription lives at ``/v1/subscriptions/{guid}/enable``. The
+# ``/v1/webhooks…`` paths belong to the Mailgun dialect (its account-level webhooks) and answer in its
+# shapes; a subscription here is one webhook row (one URL x one event type), addressed by the guid
+# that the Kirim dialect shows and that every delivery reports as ``webhook``.
+
+NULLABLE_INT = {"type": ["integer", "null"]}
+NULLABLE_NUMBER = {"type": ["number", "null"]}
+NULLABLE_STRING = {"type": ["string", "null"]}
+_DELIVERY_PROPS: dict[str, Any] = {
+    "id": {"type": "integer"},
+    "event_id": {"type": "string"},
+    "event": {"type": "string"},
+    "domain": {"type": "string"},
+    "webhook": {"type": "string", "description": "guid of the subscription (webhook row)"},
+    "url": {"type": "string"},
+    "payload_format": {"type": "string", "enum": ["mailgun", "kirim"]},
+    "status": {"type": "string", "enum": list(STATUSES)},
+    "attempt_count": {"type": "integer"},
+    "next_attempt_at": {**NULLABLE_NUMBER, "description": "epoch seconds; for a delivery in flight, its lease expiry"},
+    "last_status_code": NULLABLE_INT,
+    "last_error": NULLABLE_STRING,
+    "created_at": {"type": "number"},
+    "updated_at": {"type": "number"},
+}
+_ATTEMPT = {
+    "type": "object",
+    "properties": {"number": {"type": "integer"}, "started_at": {"type": "number"}, "duration_ms": {"type": "number"},
+                   "status_code": NULLABLE_INT, "response_excerpt": NULLABLE_STRING, "error": NULLABLE_STRING},
+    "required": ["number", "started_at", "duration_ms", "status_code", "response_excerpt", "error"],
+}
+_EVENT_ITEM: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "maxLength": 128}, "domain": {"type": "string"}, "event": {"type": "string"},
+        "recipient": {"type": "string"}, "timestamp": {"type": "number"}, "severity": {"type": "string"},
+        "reason": {"type": "string"}, "message": {"type": "object"}, "tags": {"type": "array",
+                                                                               "items": {"type": "string"}},
+        "user-variables": {"type": "object"}, "delivery-status": {"type": "object"}, "url": {"type": "string"},
+        "ip": {"type": "string"}, "geolocation": {"type": "object"}, "client-info": {"type": "object"},
+        "envelope": {"type": "object"},
+    },
+    "required": ["domain", "event", "recipient"],
+}
+OPENAPI_SCHEMAS.update({
+    "EventIn": _EVENT_ITEM,
+    "EventIds": {"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "string"}}},
+                 "required": ["ids"]},
+    "Event": {
+        "type": "object",
+        "properties": {"id": {"type": "string"}, "domain": {"type": "string"}, "event": {"type": "string"},
+                       "occurred_at": {"type": "number"}, "received_at": {"type": "number"},
+                       "data": {"type": "object"}},
+        "required": ["id", "domain", "event", "occurred_at", "received_at", "data"],
+    },
+    "EventList": {"type": "object", "properties": {"items": {"type": "array",
+                                                              "items": {"$ref": "#/components/schemas/Event"}},
+                                                    "next_cursor": NULLABLE_STRING},
+                  "required": ["items", "next_cursor"]},
+    "Delivery": {"type": "object", "properties": _DELIVERY_PROPS, "required": list(_DELIVERY_PROPS)},
+    "DeliveryDetail": {"type": "object",
+                       "properties": {**_DELIVERY_PROPS, "attempts": {"type": "array", "items": _ATTEMPT}},
+                       "required": [*_DELIVERY_PROPS, "attempts"]},
+    "DeliveryList": {"type": "object", "properties": {"items": {"type": "array",
+                                                                 "items": {"$ref": "#/components/schemas/Delivery"}},
+                                                       "next_cursor": NULLABLE_STRING},
+                     "required": ["items", "next_cursor"]},
+    "Recovered": {"type": "object", "properties": {"requeued": {"type": "integer"}}, "required": ["requeued"]},
+    "SubscriptionEnabled": {"type": "object",
+                            "properties": {"guid": {"type": "string"}, "enabled": {"type": "boolean"}},
+                            "required": ["guid", "enabled"]},
+})
+
+ERRORS = {**AUTH_ERRORS, 404: openapi_json("NativeError", "Not found"),
+          422: openapi_json("NativeError", "Invalid input")}
+MAX_PAGE = 1000
+MAX_ID = 2**63 - 1
+
+
+def _outbox(svc: Services) -> Outbox:
+    outbox = svc.extras.get("outbox")
+    if outbox is None:
+        outbox = svc.extras["outbox"] = Outbox(svc.store)
+    return outbox  # type: ignore[no-any-return]
+
+
+def _cursor(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or int(value) > MAX_ID:
+        raise ValidationFailed.field("cursor", "The cursor is not one this API returned.")
+    return int(value)
+
+
+def _delivery(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "event_id": row["event_id"], "event": row["event_type"], "domain": row["domain"],
+        "webhook": row["webhook"], "url": row["url"], "payload_format": row["payload_format"],
+        "status": row["status"], "attempt_count": row["attempts"] or 0, "next_attempt_at": row["next_attempt_at"],
+        "last_status_code": row["last_status_code"], "last_error": row["last_error"],
+        "created_at": row["created_at"], "updated_at": row["updated_at"],
+    }
+
+
+async def _domain_id(svc: Services, account: Account, name: str | None) -> int | None:
+    if name is None:
+        return None
+    return (await svc.subscriptions.domain(account, name)).id
+
+
+@router.post("/v1/events", status_code=202,
+             responses={202: openapi_json("EventIds", "Accepted"), **ERRORS},
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+                 "oneOf": [{"$ref": "#/components/schemas/EventIn"},
+                           {"type": "array", "minItems": 1, "maxItems": 1000,
+                            "items": {"$ref": "#/components/schemas/EventIn"}}]}}}}})
+async def ingest_events(request: Request, account: Account = Depends(native_account),
+                        svc: Services = Depends(services)) -> Response:
+    """Accept one event or an array of up to 1000; idempotent on ``id`` per domain."""
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed.field("body", "The body must be valid JSON.") from exc
+    intake = svc.extras.get("intake")
+    if intake is None:
+        intake = svc.extras["intake"] = Intake(svc.store, _outbox(svc))
+    ids, _many, new = await intake.ingest(account, body)
+    dispatcher = svc.extras.get("dispatcher")
+    if dispatcher is not None and new:
+        dispatcher.wake()
+    return JSON({"ids": ids}, status_code=202)
+
+
+@router.get("/v1/events", responses={200: openapi_json("EventList"), **ERRORS})
+async def list_events(
+    domain: str | None = Query(None, max_length=253), event: str | None = Query(None, max_length=32),
+    event_id: str | None = Query(None, max_length=128), limit: int = Query(100, ge=1, le=MAX_PAGE),
+    cursor: str | None = Query(None, max_length=20),
+    account: Account = Depends(native_account), svc: Services = Depends(services),
+) -> Response:
+    """The account's events, newest first."""
+    rows = await _outbox(svc).list_events(account.id, await _domain_id(svc, account, domain), event, event_id,
+                                          _cursor(cursor), limit)
+    items = [{"id": r["event_id"], "domain": r["domain"], "event": r["event_type"], "occurred_at": r["occurred_at"],
+              "received_at": r["received_at"], "data": orjson.loads(r["payload"])} for r in rows]
+    next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
+    return JSON({"items": items, "next_cursor": next_cursor})
+
+
+@router.get("/v1/deliveries", responses={200: openapi_json("DeliveryList"), **ERRORS})
+async def list_deliveries(
+    domain: str | None = Query(None, max_length=253), event_id: str | None = Query(None, max_length=128),
+    status: Literal["pending", "delivering", "succeeded", "failed", "rejected"] | None = Query(None),
+    webhook: str | None = Query(None, max_length=64), limit: int = Query(100, ge=1, le=MAX_PAGE),
+    cursor: str | None = Query(None, max_length=20),
+    account: Account = Depends(native_account), svc: Services = Depends(services),
+) -> Response:
+    """The account's deliveries, newest first; ``webhook`` is a subscription guid."""
+    rows = await _outbox(svc).list_deliveries(
+        account.id, domain_id=await _domain_id(svc, account, domain), event_id=event_id, status=status,
+        webhook_guid=webhook, before=_cursor(cursor), limit=limit)
+    next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
+    return JSON({"items": [_delivery(r) for r in rows], "next_cursor": next_cursor})
+
+
+@router.get("/v1/deliveries/{delivery_id}", responses={200: openapi_json("DeliveryDetail"), **ERRORS})
+async def get_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
+                       account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
+    """One delivery with every attempt."""
+    found = await _outbox(svc).get_delivery(account.id, delivery_id)
+    if found is None:
+        raise NotFound("Delivery not found", what="delivery")
+    row, attempts = found
+    return JSON({**_delivery(row), "attempts": attempts})
+
+
+@router.post("/v1/deliveries/{delivery_id}/retry", status_code=202,
+             responses={202: openapi_json("DeliveryDetail", "Queued"), 409: openapi_json("NativeError", "In flight"),
+                        **ERRORS})
+async def retry_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
+                         account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
+    """Queue the delivery for one more attempt now (a replay, whatever its status)."""
+    outbox = _outbox(svc)
+    previous = await outbox.requeue(account.id, delivery_id)
+    if previous is None:
+        raise NotFound("Delivery not found", what="delivery")
+    if previous == "delivering":
+        raise Conflict("The delivery is being attempted right now")
+    _wake(svc)
+    found = await outbox.get_delivery(account.id, delivery_id)
+    assert found is not None
+    return JSON({**_delivery(found[0]), "attempts": found[1]}, status_code=202)
+
+
+def _since(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValidationFailed.field("since", "The since parameter must be epoch seconds or ISO 8601.") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+@router.post("/v1/domains/{domain}/deliveries/recover", status_code=202,
+             responses={202: openapi_json("Recovered", "Queued"), **ERRORS})
+async def recover_deliveries(domain: str = PathParam(..., max_length=253),
+                             since: str = Query(..., max_length=64, description="epoch seconds or ISO 8601"),
+                             account: Account = Depends(native_account),
+                             svc: Services = Depends(services)) -> Response:
+    """Re-queue this domain's failed deliveries created since ``since``, one more attempt each."""
+    start = _since(since)
+    found = await svc.subscriptions.domain(account, domain)
+    count = await _outbox(svc).recover(account.id, found.id, start)
+    if count:
+        _wake(svc)
+    return JSON({"requeued": count}, status_code=202)
+
+
+@router.post("/v1/subscriptions/{guid}/enable", responses={200: openapi_json("SubscriptionEnabled"), **ERRORS})
+async def enable_subscription(guid: str = PathParam(..., max_length=64), account: Account = Depends(native_account),
+                              svc: Services = Depends(services)) -> Response:
+    """Re-enable a subscription that was disabled (410, or failing for days). Its failed deliveries
+    stay failed: recover them with ``POST /v1/domains/{domain}/deliveries/recover``."""
+    if not await _outbox(svc).enable_webhook(account.id, guid):
+        raise NotFound("Subscription not found", what="webhook")
+    return JSON({"guid": guid, "enabled": True})
+
+
+def _wake(svc: Services) -> None:
+    dispatcher = svc.extras.get("dispatcher")
+    if dispatcher is not None:
+        dispatcher.wake()
+
+
+@router.get("/metrics", responses={200: {"description": "Prometheus text format",
+                                         "content": {"text/plain": {"schema": {"type": "string"}}}}})
+async def prometheus_metrics(svc: Services = Depends(services)) -> Response:
+    """Delivery counters of this process and the queue gauges read from the database."""
+    try:
+        due, oldest = await _outbox(svc).queue_stats()
+        metrics.DUE_BACKLOG.set(due)
+        metrics.OLDEST_DUE_AGE.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
+    except Exception as exc:  # still serve the process counters
+        log.warning("metrics_queue_stats_failed", error=repr(exc))
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

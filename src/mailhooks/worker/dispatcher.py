@@ -1,18 +1,367 @@
-"""The dispatcher (placeholder until the delivery issue lands)."""
+"""The dispatcher: claims due deliveries in batches, sends them concurrently, writes results in batches.
+
+Shape of one process:
+
+- the **claim loop** leases up to ``MAILHOOKS_WORKER_BATCH`` due rows at a time while fewer than
+  ``MAILHOOKS_WORKER_CONCURRENCY`` are in flight. It wakes on an in-process event (ingest inside
+  ``serve``), on PostgreSQL ``NOTIFY`` (ingest from any API process), when a slot frees up, and
+  otherwise every ``MAILHOOKS_POLL_INTERVAL`` seconds (retry-due rows, expired leases);
+- one **task per delivery** waits for its URL's semaphore (``MAILHOOKS_PER_URL_CONCURRENCY``), signs
+  and POSTs. URLs already at their cap are excluded from the next claims, so a slow or hanging
+  receiver holds at most its own share of the in-flight budget and cannot starve the others;
+- the **writer** collects outcomes and writes them in one transaction per batch (attempt rows,
+  delivery states, webhook health), so no delivery costs a transaction of its own.
+
+A row whose lease would run out before its send could finish is handed back instead of being sent,
+so a healthy worker never sends a row another worker may already have re-claimed. SIGTERM stops the
+claims, lets in-flight sends finish for a short grace period, releases the rest, and flushes.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy.engine import make_url
+
 from mailhooks.api.state import Services
 from mailhooks.config import Settings
+from mailhooks.core.payloads import PreparedEvent
+from mailhooks.core.retry import FAILED, PENDING, REJECTED, SUCCEEDED, decide
+from mailhooks.core.targets import TargetPolicy
+from mailhooks.db.outbox import NOTIFY_CHANNEL, Claimed, Outbox, Outcome
+from mailhooks.db.store import Store
+from mailhooks.worker import metrics
+from mailhooks.worker.sender import Sender, SendResult
+
+log = structlog.get_logger(__name__)
+
+FLUSH_DELAY = 0.005  # gather results this long before writing a batch
+FLUSH_MAX = 1000  # at most this many outcomes per write transaction
+RETENTION_EVERY = 60.0
+RETENTION_BATCHES = 20
+DB_BACKOFF_MAX = 5.0
 
 
+def message_id(delivery_id: int) -> str:
+    """``webhook-id``: the delivery's stable id (the same on every retry and replay)."""
+    return f"msg_{delivery_id}"
+
+
+class Dispatcher:
+    def __init__(self, store: Store, settings: Settings, policy: TargetPolicy) -> None:
+        self.store = store
+        self.settings = settings
+        self.policy = policy
+        self.outbox = Outbox(store)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.capacity = max(1, settings.worker_concurrency)
+        self.batch_size = max(1, settings.worker_batch_size)
+        self.per_url = max(1, settings.per_url_concurrency)
+        self.lease_seconds = settings.lease_seconds
+        self.timeout = settings.delivery_timeout
+        self.sender: Sender | None = None
+        self.wake_event = asyncio.Event()
+        self.flush_event = asyncio.Event()
+        self.in_flight: dict[int, asyncio.Task[None]] = {}
+        self.url_load: Counter[str] = Counter()
+        self.url_hooks: dict[str, set[int]] = {}
+        self.url_sems: dict[str, asyncio.Semaphore] = {}
+        self.outcomes: list[Outcome] = []
+        self.releases: list[int] = []
+        self.stopping = False
+        self.last_tick = time.monotonic()
+        self.last_error: str | None = None
+        self.consecutive_errors = 0
+        self._loop_task: asyncio.Task[None] | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._listener: Any = None
+        self._next_retention = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.sender = Sender(self.policy, timeout=self.timeout, limit=self.capacity)
+        if self.store.postgres:
+            await self._listen()
+        self._writer_task = asyncio.create_task(self._writer(), name="mailhooks-writer")
+        self._loop_task = asyncio.create_task(self._claim_loop(), name="mailhooks-dispatcher")
+        log.info("dispatcher_started", owner=self.owner, capacity=self.capacity, batch=self.batch_size)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, let in-flight sends finish for ``grace`` seconds, release the rest, flush."""
+        self.stopping = True
+        self.wake_event.set()
+        if self._loop_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._loop_task, 35)
+        tasks = list(self.in_flight.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace if grace is not None else min(self.timeout, 10.0) + 1)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._writer_task is not None:
+            self._writer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._writer_task
+        for _ in range(3):
+            try:
+                await self._flush()
+                await self.outbox.release_owned(self.owner)
+                break
+            except Exception as exc:  # the database may be going down too; leases expire anyway
+                log.warning("dispatcher_final_flush_failed", error=repr(exc))
+                await asyncio.sleep(0.5)
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+        if self.sender is not None:
+            await self.sender.close()
+        log.info("dispatcher_stopped", owner=self.owner)
+
+    def wake(self) -> None:
+        self.wake_event.set()
+
+    def health_problem(self) -> str | None:
+        """``None`` when healthy, else a short reason (``/healthz`` answers 503 with it)."""
+        task = self._loop_task
+        if task is None:
+            return "dispatcher not started"
+        if task.done():
+            exc = None if task.cancelled() else task.exception()
+            return f"dispatcher loop stopped: {exc!r}" if exc else "dispatcher loop stopped"
+        stalled = time.monotonic() - self.last_tick
+        if stalled > max(30.0, 20 * self.settings.poll_interval):
+            return f"dispatcher loop has not ticked for {stalled:.0f}s"
+        if self.consecutive_errors >= 5:
+            return f"dispatcher database errors: {self.last_error}"
+        return None
+
+    # ------------------------------------------------------------------ wake-ups
+    async def _listen(self) -> None:
+        """LISTEN on the ingest channel with a dedicated asyncpg connection (polling covers any gap)."""
+        import asyncpg
+
+        dsn = make_url(self.store.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            self._listener = await asyncpg.connect(dsn)
+            await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_args: self.wake_event.set())
+        except Exception as exc:
+            log.warning("dispatcher_listen_failed", error=repr(exc))
+            self._listener = None
+
+    async def _wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake_event.wait(), seconds)
+        self.wake_event.clear()
+
+    # ------------------------------------------------------------------ claim loop
+    async def _claim_loop(self) -> None:
+        while not self.stopping:
+            self.last_tick = time.monotonic()
+            room = self.capacity - len(self.in_flight)
+            full = False
+            if room >= max(1, min(self.batch_size, self.capacity) // 4) or not self.in_flight:
+                limit = min(self.batch_size, room)
+                try:
+                    batch = await self.outbox.claim(self.owner, limit, self.lease_seconds, self._saturated())
+                    self.consecutive_errors = 0
+                except Exception as exc:
+                    self._db_error("claim", exc)
+                    await self._wait(min(DB_BACKOFF_MAX, 0.2 * 2 ** self.consecutive_errors))
+                    continue
+                if batch:
+                    self._start(batch)
+                full = len(batch) == limit
+            if self.store.postgres and (self._listener is None or self._listener.is_closed()):
+                await self._listen()
+            await self._maybe_purge()
+            if full and not self.stopping:
+                await asyncio.sleep(0)
+                continue
+            await self._wait(self.settings.poll_interval)
+
+    def _saturated(self) -> list[int]:
+        hooks: set[int] = set()
+        for url, load in self.url_load.items():
+            if load >= self.per_url:
+                hooks |= self.url_hooks.get(url, set())
+        return sorted(hooks)
+
+    def _db_error(self, what: str, exc: Exception) -> None:
+        self.consecutive_errors += 1
+        self.last_error = f"{what}: {type(exc).__name__}"
+        log.warning("dispatcher_db_error", what=what, error=repr(exc), consecutive=self.consecutive_errors)
+
+    def _start(self, batch: list[Claimed]) -> None:
+        prepared: dict[tuple[int, str], PreparedEvent] = {}
+        parsed: dict[int, dict[str, Any]] = {}
+        for job in batch:
+            if job.webhook_deleted or job.webhook_disabled_reason is not None:
+                error = "webhook deleted" if job.webhook_deleted else f"webhook disabled: {job.webhook_disabled_reason}"
+                self._finish(Outcome(job.id, job.webhook_id, FAILED, None, job.attempts, None, None, error))
+                continue
+            key = (job.event_pk, job.payload_format)
+            if key not in prepared:
+                if job.event_pk not in parsed:
+                    parsed[job.event_pk] = orjson.loads(job.payload)
+                prepared[key] = PreparedEvent.prepare(job.payload_format, parsed[job.event_pk], job.domain_secret)
+            self.url_load[job.url] += 1
+            self.url_hooks.setdefault(job.url, set()).add(job.webhook_id)
+            task = asyncio.create_task(self._deliver(job, prepared[key]))
+            self.in_flight[job.id] = task
+        metrics.IN_FLIGHT.set(len(self.in_flight))
+
+    # ------------------------------------------------------------------ one delivery
+    def _url_sem(self, url: str) -> asyncio.Semaphore:
+        sem = self.url_sems.get(url)
+        if sem is None:
+            sem = self.url_sems[url] = asyncio.Semaphore(self.per_url)
+        return sem
+
+    async def _deliver(self, job: Claimed, prepared: PreparedEvent) -> None:
+        assert self.sender is not None
+        try:
+            async with self._url_sem(job.url):
+                # Send only if the lease outlives the send: otherwise another worker may re-claim it.
+                if self.stopping or time.time() + min(self.timeout, self.lease_seconds / 2) > job.lease_expires_at:
+                    self.releases.append(job.id)
+                    return
+                body, headers = prepared.render(job.signing_key, message_id(job.id))
+                result = await self.sender.post(job.url, body, headers)
+            self._finish(self._outcome(job, result))
+        except asyncio.CancelledError:
+            self.releases.append(job.id)
+            raise
+        except Exception as exc:  # a bug must not leave the row leased until expiry silently
+            log.exception("delivery_crashed", delivery=job.id, error=repr(exc))
+            self.releases.append(job.id)
+        finally:
+            self.in_flight.pop(job.id, None)
+            self.url_load[job.url] -= 1
+            if self.url_load[job.url] <= 0:
+                del self.url_load[job.url]
+                self.url_hooks.pop(job.url, None)
+                self.url_sems.pop(job.url, None)
+            metrics.IN_FLIGHT.set(len(self.in_flight))
+            self.flush_event.set()
+            if len(self.in_flight) <= self.capacity - max(1, min(self.batch_size, self.capacity) // 4):
+                self.wake_event.set()
+
+    def _outcome(self, job: Claimed, result: SendResult) -> Outcome:
+        number = job.attempts + 1
+        refused = bool(result.error and result.error.startswith("refused"))
+        decision = decide(attempt_number=number, status_code=result.status_code, error=result.error,
+                          now=time.time(), schedule=self.settings.retry_schedule, retry_after=result.retry_after,
+                          refused=refused)
+        metrics.ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
+        metrics.DELIVERIES.labels("retry" if decision.status == PENDING else decision.status).inc()
+        attempt = {
+            "delivery_id": job.id, "number": number, "started_at": result.started_at,
+            "duration_ms": round(result.duration_ms, 3), "status_code": result.status_code,
+            "response_excerpt": result.excerpt or None, "error": result.error, "request_headers": None,
+        }
+        error = result.error if result.error else (None if result.ok else f"HTTP {result.status_code}")
+        return Outcome(
+            delivery_id=job.id, webhook_id=job.webhook_id, status=decision.status,
+            next_attempt_at=decision.next_attempt_at, attempts=number, attempt=attempt,
+            last_status_code=result.status_code, last_error=error,
+            endpoint_failure=decision.status not in (SUCCEEDED, REJECTED),
+            endpoint_success=decision.status in (SUCCEEDED, REJECTED),
+            disable_reason=decision.disable_reason,
+        )
+
+    def _finish(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        self.flush_event.set()
+
+    # ------------------------------------------------------------------ batched writes
+    async def _writer(self) -> None:
+        while True:
+            await self.flush_event.wait()
+            self.flush_event.clear()
+            if len(self.outcomes) < self.batch_size:
+                await asyncio.sleep(FLUSH_DELAY)
+            try:
+                await self._flush()
+                self.consecutive_errors = 0
+            except Exception as exc:
+                self._db_error("record", exc)
+                await asyncio.sleep(min(DB_BACKOFF_MAX, 0.2 * 2 ** self.consecutive_errors))
+                self.flush_event.set()
+
+    async def _flush(self) -> None:
+        while self.outcomes or self.releases:
+            outcomes, self.outcomes = self.outcomes[:FLUSH_MAX], self.outcomes[FLUSH_MAX:]
+            releases, self.releases = self.releases, []
+            try:
+                await self.outbox.record(self.owner, outcomes, releases, self.settings.disable_after_seconds)
+            except BaseException:
+                self.outcomes[:0] = outcomes
+                self.releases[:0] = releases
+                raise
+
+    # ------------------------------------------------------------------ retention
+    async def _maybe_purge(self) -> None:
+        now = time.time()
+        if now < self._next_retention:
+            return
+        self._next_retention = now + RETENTION_EVERY
+        cutoff = now - self.settings.retention_days * 86400
+        try:
+            for _ in range(RETENTION_BATCHES):
+                if not await self.outbox.purge(cutoff):
+                    break
+                await asyncio.sleep(0)
+        except Exception as exc:
+            log.warning("retention_failed", error=repr(exc))
+
+
+# ---------------------------------------------------------------------- hooks for serve / worker
 async def start_dispatcher(svc: Services) -> None:
-    return None
+    dispatcher = Dispatcher(svc.store, svc.settings, svc.policy)
+    await dispatcher.start()
+    svc.extras["dispatcher"] = dispatcher
 
 
 async def stop_dispatcher(svc: Services) -> None:
-    return None
+    dispatcher = svc.extras.get("dispatcher")
+    if dispatcher is not None:
+        await dispatcher.stop()
+
+
+async def _worker_main(settings: Settings) -> None:
+    store = Store(settings.database_url)
+    policy = TargetPolicy(settings.allow_private_targets, settings.allowed_cidrs)
+    dispatcher = Dispatcher(store, settings, policy)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await dispatcher.start()
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 5)
+            problem = dispatcher.health_problem()
+            if problem:
+                log.warning("dispatcher_unhealthy", problem=problem)
+    finally:
+        await dispatcher.stop()
+        await store.close()
 
 
 def run_worker(settings: Settings) -> None:
-    raise SystemExit("the dispatcher is not built yet")
+    """``mailhooks worker``: the dispatcher alone, on uvloop, until SIGTERM/SIGINT."""
+    import uvloop
+
+    uvloop.run(_worker_main(settings))

@@ -1,0 +1,231 @@
+"""Events in, deliveries out: ingest validation, the canonical event, and the fan-out rules.
+
+An accepted event and one delivery row per target are written in one transaction (the outbox), so
+an acknowledged event can never be lost. Targets of an event of type T on domain D are the account's
+webhooks of type T on D plus its account-level webhooks of type T, de-duplicated by (url, payload
+format) with the domain-level row winning. Webhooks that are disabled still get a delivery row,
+written straight away as ``failed`` with the reason: nothing is dropped silently, and a recovery
+after re-enabling sends them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mailhooks.core.errors import DomainNotFound, ValidationFailed
+from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES
+from mailhooks.core.models import Account, Domain, Webhook
+from mailhooks.core.payloads import canonical_event, dumps, new_event_id
+
+if TYPE_CHECKING:
+    from mailhooks.db.outbox import Outbox
+    from mailhooks.db.store import Store
+
+MAX_BATCH = 1000
+MAX_ID_LENGTH = 128
+MAX_STRING = 4096
+
+OBJECT_FIELDS = ("message", "user-variables", "delivery-status", "geolocation", "client-info", "envelope",
+                 "flags", "storage")
+STRING_FIELDS = ("severity", "reason", "url", "ip", "log-level", "method")
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingEvent:
+    """One validated ingest item (still unresolved: ``domain`` is a name)."""
+
+    event_id: str | None
+    domain: str
+    event_type: str
+    occurred_at: float | None
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A canonical event ready for storage."""
+
+    event_id: str
+    account_id: int
+    domain_id: int
+    event_type: str
+    occurred_at: float
+    received_at: float
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    webhook_id: int
+    disabled_reason: str | None = None  # not None: the row is written already ``failed``
+
+
+def event_type_of(name: object) -> str | None:
+    """Canonical names, plus Mailgun's legacy aliases (``open``, ``bounce`` …)."""
+    if not isinstance(name, str):
+        return None
+    name = name.strip()
+    if name in CANONICAL:
+        return name
+    return MAILGUN_ALIASES.get(name)
+
+
+def _check_item(item: object, prefix: str, errors: dict[str, list[str]]) -> IncomingEvent | None:
+    def bad(field: str, message: str) -> None:
+        errors.setdefault(prefix + field, []).append(message)
+
+    if not isinstance(item, dict):
+        errors.setdefault(prefix.rstrip(".") or "body", []).append("Each event must be a JSON object.")
+        return None
+    before = sum(len(v) for v in errors.values())
+    event_id = item.get("id")
+    if event_id is not None and (not isinstance(event_id, str) or not event_id.strip()
+                                 or len(event_id) > MAX_ID_LENGTH or any(ord(c) < 32 for c in event_id)):
+        bad("id", f"The id must be a non-empty string of at most {MAX_ID_LENGTH} printable characters.")
+    domain = item.get("domain")
+    if not isinstance(domain, str) or not domain.strip():
+        bad("domain", "The domain field is required.")
+    event_type = event_type_of(item.get("event"))
+    if item.get("event") is None:
+        bad("event", "The event field is required.")
+    elif event_type is None:
+        bad("event", f"The event must be one of: {', '.join(CANONICAL)}.")
+    recipient = item.get("recipient")
+    if not isinstance(recipient, str) or not recipient.strip():
+        bad("recipient", "The recipient field is required.")
+    elif len(recipient) > MAX_STRING:
+        bad("recipient", "The recipient is too long.")
+    timestamp = item.get("timestamp")
+    occurred: float | None = None
+    if timestamp is not None:
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int | float) or not math.isfinite(timestamp) \
+                or timestamp < 0 or timestamp > 1e11:
+            bad("timestamp", "The timestamp must be epoch seconds.")
+        else:
+            occurred = float(timestamp)
+    for name in OBJECT_FIELDS:
+        if item.get(name) is not None and not isinstance(item[name], dict):
+            bad(name, f"The {name} field must be an object.")
+    headers = item.get("message", {}).get("headers") if isinstance(item.get("message"), dict) else None
+    if headers is not None and not isinstance(headers, dict):
+        bad("message.headers", "The message headers must be an object.")
+    for name in STRING_FIELDS:
+        if item.get(name) is not None and not isinstance(item[name], str):
+            bad(name, f"The {name} field must be a string.")
+    tags = item.get("tags")
+    if tags is not None and not (isinstance(tags, list) and all(isinstance(tag, str) for tag in tags)):
+        bad("tags", "The tags field must be an array of strings.")
+    if sum(len(v) for v in errors.values()) != before:
+        return None
+    assert isinstance(domain, str) and event_type is not None
+    return IncomingEvent(
+        event_id=event_id.strip() if isinstance(event_id, str) else None,
+        domain=domain.strip().rstrip(".").lower(),
+        event_type=event_type,
+        occurred_at=occurred,
+        fields=item,
+    )
+
+
+def parse_events(body: object) -> tuple[list[IncomingEvent], bool]:
+    """Validate an ingest body (one object or an array); return the items and whether it was an array.
+
+    The whole batch is refused if any item is invalid, so a client never has to work out which half
+    of its request was stored.
+    """
+    if isinstance(body, dict):
+        items, many = [body], False
+    elif isinstance(body, list):
+        items, many = body, True
+        if not items:
+            raise ValidationFailed.field("body", "At least one event is required.")
+        if len(items) > MAX_BATCH:
+            raise ValidationFailed.field("body", f"At most {MAX_BATCH} events per request.")
+    else:
+        raise ValidationFailed.field("body", "The body must be a JSON object or an array of objects.")
+    errors: dict[str, list[str]] = {}
+    parsed = [_check_item(item, f"{i}." if many else "", errors) for i, item in enumerate(items)]
+    if errors:
+        raise ValidationFailed(errors)
+    return [p for p in parsed if p is not None], many
+
+
+def build_events(
+    account: Account,
+    items: Sequence[IncomingEvent],
+    domains: dict[str, Domain],
+    now: float | None = None,
+) -> list[NewEvent]:
+    """Canonical events for validated items; a domain this account does not own is "not found"."""
+    now = time.time() if now is None else now
+    out: list[NewEvent] = []
+    for item in items:
+        domain = domains.get(item.domain)
+        if domain is None or domain.account_id != account.id:
+            raise DomainNotFound()
+        event_id = item.event_id or new_event_id()
+        occurred = item.occurred_at if item.occurred_at is not None else now
+        data = canonical_event(item.event_type, item.fields, event_id=event_id, domain=domain.name,
+                               account_guid=account.guid, occurred_at=occurred)
+        out.append(NewEvent(event_id, account.id, domain.id, item.event_type, occurred, now, dumps(data).decode()))
+    return out
+
+
+def targets_for(event_type: str, domain_id: int, webhooks: Iterable[Webhook]) -> list[Target]:
+    """The fan-out rule for one event (see the module docstring)."""
+    candidates = [w for w in webhooks if w.deleted_at is None and w.event_type == event_type
+                  and (w.domain_id == domain_id or w.domain_id is None)]
+    candidates.sort(key=lambda w: (w.domain_id is None, w.id))
+    seen: set[tuple[str, str]] = set()
+    out: list[Target] = []
+    for hook in candidates:
+        key = (hook.url, hook.payload_format)
+        if key in seen:
+            continue
+        seen.add(key)
+        reason = None
+        if hook.disabled_at is not None:
+            reason = f"webhook disabled: {hook.disabled_reason or 'disabled'}"
+        out.append(Target(hook.id, reason))
+    return out
+
+
+def unique_events(events: Sequence[NewEvent]) -> list[NewEvent]:
+    """Drop repeats of the same (domain, id) inside one request: the first one counts."""
+    seen: set[tuple[int, str]] = set()
+    out: list[NewEvent] = []
+    for event in events:
+        key = (event.domain_id, event.event_id)
+        if key not in seen:
+            seen.add(key)
+            out.append(event)
+    return out
+
+
+class Intake:
+    """Accepts events for an account: validate, resolve domains, fan out, store (one transaction)."""
+
+    def __init__(self, store: Store, outbox: Outbox) -> None:
+        self.store = store
+        self.outbox = outbox
+
+    async def ingest(self, account: Account, body: object) -> tuple[list[str], bool, int]:
+        """Return the event ids in request order, whether the body was an array, and how many were new."""
+        items, many = parse_events(body)
+        domains: dict[str, Domain] = {}
+        for name in {item.domain for item in items}:
+            found = await self.store.get_domain(account.id, name)
+            if found is None:
+                raise DomainNotFound()
+            domains[name] = found
+        events = build_events(account, items, domains)
+        unique = unique_events(events)
+        hooks = await self.outbox.webhooks_for(account.id, [d.id for d in domains.values()],
+                                               [e.event_type for e in unique])
+        targets = [targets_for(e.event_type, e.domain_id, hooks) for e in unique]
+        flags = await self.outbox.ingest(unique, targets)
+        return [e.event_id for e in events], many, sum(flags)

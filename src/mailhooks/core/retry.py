@@ -1,0 +1,110 @@
+"""The retry policy: what one attempt's outcome means for its delivery. Pure functions, no I/O.
+
+- 2xx: ``succeeded``.
+- 406: ``rejected``, never retried (Mailgun's rule for "do not send this again").
+- 410: ``rejected`` and the webhook is disabled (Standard Webhooks: the endpoint is gone).
+- A target refused by the address policy: ``failed`` at once. Retrying cannot change the operator's
+  policy; the row stays visible with the reason and can be retried or recovered by hand.
+- Anything else (other codes, timeouts, connection errors): retried after ``schedule[n-1]`` seconds
+  (±20 % jitter) where ``n`` is the number of the attempt that just failed; after the last entry the
+  delivery is ``failed``. A 429's ``Retry-After`` is honoured (never retry sooner than it asks) up to
+  ``MAX_RETRY_AFTER``, so a receiver cannot park a delivery for days.
+
+A manual retry or a recovery re-queues a finished delivery for one more attempt: its attempt count is
+already past the schedule, so a failure finishes it again instead of starting another 8-hour cycle.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+SUCCEEDED = "succeeded"
+PENDING = "pending"
+DELIVERING = "delivering"
+FAILED = "failed"
+REJECTED = "rejected"
+STATUSES = (PENDING, DELIVERING, SUCCEEDED, FAILED, REJECTED)
+FINISHED = (SUCCEEDED, FAILED, REJECTED)
+
+JITTER = 0.2
+MAX_RETRY_AFTER = 6 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    status: str
+    next_attempt_at: float | None
+    disable_reason: str | None = None  # set when this outcome disables the webhook
+
+    @property
+    def failure(self) -> bool:
+        """The attempt did not succeed (counts towards the auto-disable window)."""
+        return self.status != SUCCEEDED
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or ``None``."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def jittered(delay: float, rng: random.Random | None = None) -> float:
+    factor = 1.0 + (rng or random).uniform(-JITTER, JITTER)
+    return max(0.0, delay * factor)
+
+
+def decide(
+    *,
+    attempt_number: int,
+    status_code: int | None,
+    error: str | None,
+    now: float,
+    schedule: Sequence[float],
+    retry_after: str | None = None,
+    refused: bool = False,
+    rng: random.Random | None = None,
+) -> Decision:
+    """The delivery's next state after attempt ``attempt_number`` (1-based) ended like this."""
+    if status_code is not None and 200 <= status_code < 300:
+        return Decision(SUCCEEDED, None)
+    if status_code == 406:
+        return Decision(REJECTED, None)
+    if status_code == 410:
+        return Decision(REJECTED, None, disable_reason="410 Gone from the receiver")
+    if refused:
+        return Decision(FAILED, None)
+    if attempt_number > len(schedule):
+        return Decision(FAILED, None)
+    delay = jittered(schedule[attempt_number - 1], rng)
+    if status_code == 429:
+        asked = parse_retry_after(retry_after, now)
+        if asked is not None:
+            delay = max(delay, min(asked, MAX_RETRY_AFTER))
+    return Decision(PENDING, now + delay)
+
+
+def should_disable(failing_since: float | None, now: float, disable_after: float) -> bool:
+    """A webhook whose attempts have all failed for ``disable_after`` seconds is disabled."""
+    return failing_since is not None and now - failing_since >= disable_after
+
+
+AUTO_DISABLE_REASON = "every attempt failed for {days:g} days"
+
+
+def auto_disable_reason(disable_after: float) -> str:
+    return AUTO_DISABLE_REASON.format(days=disable_after / 86400)

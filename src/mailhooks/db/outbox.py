@@ -1,0 +1,395 @@
+"""The delivery queue in SQL: bulk ingest, batch claims under a lease, batched result writes, and the
+reads behind the native API.
+
+Every hot path is a constant number of statements per *batch*, never per delivery:
+
+- ingest: one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` for events (idempotency), one
+  multi-row INSERT for their deliveries, in one transaction (plus ``pg_notify`` on PostgreSQL);
+- claim: PostgreSQL runs one statement (``FOR UPDATE SKIP LOCKED`` in a CTE, ``UPDATE … RETURNING``,
+  joined to the event payload, webhook, signing key and domain secret); SQLite runs a single-statement
+  ``UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`` and one joined SELECT in the same ``BEGIN
+  IMMEDIATE`` transaction;
+- results: one transaction inserting the attempts and updating the deliveries with ``executemany``.
+
+A claimed row is ``delivering`` and its lease expiry is *also* its ``next_attempt_at``: "due" is then a
+single range scan over the partial index ``ix_deliveries_queue`` for new work and expired leases alike.
+Result writes only touch rows this owner still holds, so a worker that lost its lease cannot overwrite
+the state another worker recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mailhooks.core.events import NewEvent, Target
+from mailhooks.core.models import Webhook
+from mailhooks.core.retry import DELIVERING, FAILED, FINISHED, PENDING
+from mailhooks.db import schema as t
+from mailhooks.db.store import Store
+
+NOTIFY_CHANNEL = "mailhooks_deliveries"
+QUEUE = (PENDING, DELIVERING)
+# Rows per multi-row INSERT: stays far below both drivers' bind-parameter limits.
+INSERT_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """One claimed delivery with everything needed to send it."""
+
+    id: int
+    event_pk: int
+    webhook_id: int
+    attempts: int
+    lease_expires_at: float
+    event_id: str
+    event_type: str
+    payload: str
+    url: str
+    payload_format: str
+    webhook_deleted: bool
+    webhook_disabled_reason: str | None  # not None: the webhook is disabled
+    signing_key: str
+    domain_secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to write back for one claimed delivery (with its attempt, if one was made)."""
+
+    delivery_id: int
+    webhook_id: int
+    status: str
+    next_attempt_at: float | None
+    attempts: int
+    attempt: dict[str, Any] | None  # attempts-table row, or None when nothing was sent
+    last_status_code: int | None
+    last_error: str | None
+    endpoint_failure: bool = False  # counts towards auto-disable
+    endpoint_success: bool = False  # clears the failing streak
+    disable_reason: str | None = None
+
+
+def _claim_columns() -> str:
+    return ("c.id, c.event_pk, c.webhook_id, c.attempts, c.lease_expires_at, e.event_id, e.event_type, e.payload, "
+            "w.url, w.payload_format, w.deleted_at, w.disabled_at, w.disabled_reason, a.signing_key, "
+            "dm.secret AS domain_secret")
+
+
+_JOINS = ("JOIN events e ON e.id = c.event_pk JOIN webhooks w ON w.id = c.webhook_id "
+          "JOIN accounts a ON a.id = e.account_id JOIN domains dm ON dm.id = e.domain_id")
+
+
+def _claimed(row: Any) -> Claimed:
+    return Claimed(
+        id=row.id, event_pk=row.event_pk, webhook_id=row.webhook_id, attempts=row.attempts or 0,
+        lease_expires_at=row.lease_expires_at, event_id=row.event_id, event_type=row.event_type,
+        payload=row.payload, url=row.url, payload_format=row.payload_format,
+        webhook_deleted=row.deleted_at is not None,
+        webhook_disabled_reason=(row.disabled_reason or "disabled") if row.disabled_at is not None else None,
+        signing_key=row.signing_key, domain_secret=row.domain_secret,
+    )
+
+
+class Outbox:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.postgres = store.postgres
+
+    # ------------------------------------------------------------------ ingest
+    async def ingest(self, events: Sequence[NewEvent], targets: Sequence[Sequence[Target]]) -> list[bool]:
+        """Store new events and their deliveries in one transaction; ``True`` per event that was new.
+
+        A repeated (domain, id) is left alone and gets no deliveries: ingest is idempotent.
+        """
+        if not events:
+            return []
+        dialect_insert = pg_insert if self.postgres else sqlite_insert
+        inserted: dict[tuple[int, str], int] = {}
+        async with self.store.write() as conn:
+            for start in range(0, len(events), INSERT_CHUNK):
+                chunk = events[start:start + INSERT_CHUNK]
+                stmt = (
+                    dialect_insert(t.events)
+                    .values([{"event_id": e.event_id, "account_id": e.account_id, "domain_id": e.domain_id,
+                              "event_type": e.event_type, "occurred_at": e.occurred_at, "received_at": e.received_at,
+                              "payload": e.payload} for e in chunk])
+                    .on_conflict_do_nothing(index_elements=["domain_id", "event_id"])
+                    .returning(t.events.c.id, t.events.c.domain_id, t.events.c.event_id)
+                )
+                for row in await conn.execute(stmt):
+                    inserted[(row.domain_id, row.event_id)] = row.id
+            rows: list[dict[str, Any]] = []
+            new_flags: list[bool] = []
+            for event, event_targets in zip(events, targets, strict=True):
+                pk = inserted.pop((event.domain_id, event.event_id), None)
+                new_flags.append(pk is not None)
+                if pk is None:
+                    continue
+                for target in event_targets:
+                    disabled = target.disabled_reason is not None
+                    rows.append({
+                        "event_pk": pk, "webhook_id": target.webhook_id, "account_id": event.account_id,
+                        "domain_id": event.domain_id, "status": FAILED if disabled else PENDING, "attempts": 0,
+                        "next_attempt_at": None if disabled else event.received_at,
+                        "last_error": target.disabled_reason, "created_at": event.received_at,
+                        "updated_at": event.received_at,
+                    })
+            for start in range(0, len(rows), INSERT_CHUNK):
+                await conn.execute(insert(t.deliveries).values(rows[start:start + INSERT_CHUNK]))
+            if self.postgres and any(r["status"] == PENDING for r in rows):
+                await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        return new_flags
+
+    # ------------------------------------------------------------------ claim
+    async def claim(self, owner: str, limit: int, lease_seconds: float,
+                    exclude_webhooks: Sequence[int] = ()) -> list[Claimed]:
+        """Lease up to ``limit`` due deliveries (new, retry-due, or with an expired lease) to ``owner``."""
+        now = time.time()
+        lease = now + lease_seconds
+        params: dict[str, Any] = {"now": now, "lease": lease, "owner": owner, "limit": limit}
+        exclude = ""
+        if exclude_webhooks:
+            exclude = "AND webhook_id NOT IN :excl"
+            params["excl"] = list(exclude_webhooks)
+        due = (f"SELECT id FROM deliveries WHERE status IN ('pending', 'delivering') AND next_attempt_at <= :now "
+               f"{exclude} ORDER BY next_attempt_at LIMIT :limit")
+        set_clause = ("status = 'delivering', lease_owner = :owner, lease_expires_at = :lease, "
+                      "next_attempt_at = :lease, updated_at = :now")
+        if self.postgres:
+            sql = (f"WITH due AS ({due} FOR UPDATE SKIP LOCKED), "
+                   f"c AS (UPDATE deliveries d SET {set_clause} FROM due WHERE d.id = due.id "
+                   f"RETURNING d.id, d.event_pk, d.webhook_id, d.attempts, d.lease_expires_at) "
+                   f"SELECT {_claim_columns()} FROM c {_JOINS}")
+            stmt = text(sql)
+            if exclude:
+                stmt = stmt.bindparams(bindparam("excl", expanding=True))
+            async with self.store.write() as conn:
+                return [_claimed(row) for row in await conn.execute(stmt, params)]
+        stmt = text(f"UPDATE deliveries SET {set_clause} WHERE id IN ({due}) RETURNING id")
+        if exclude:
+            stmt = stmt.bindparams(bindparam("excl", expanding=True))
+        async with self.store.write() as conn:
+            ids = [row.id for row in await conn.execute(stmt, params)]
+            if not ids:
+                return []
+            load = text(f"SELECT {_claim_columns()} FROM deliveries c {_JOINS} WHERE c.id IN :ids").bindparams(
+                bindparam("ids", expanding=True))
+            return [_claimed(row) for row in await conn.execute(load, {"ids": ids})]
+
+    # ------------------------------------------------------------------ results
+    async def record(self, owner: str, outcomes: Sequence[Outcome], releases: Sequence[int] = (),
+                     disable_after: float | None = None) -> None:
+        """Write a batch of results (and hand back ``releases`` unsent) in one transaction."""
+        if not outcomes and not releases:
+            return
+        now = time.time()
+        d = t.deliveries
+        attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
+        async with self.store.write() as conn:
+            if attempt_rows:
+                await conn.execute(insert(t.attempts), attempt_rows)
+            if outcomes:
+                stmt = (
+                    update(d)
+                    .where(d.c.id == bindparam("b_id"), d.c.lease_owner == bindparam("b_owner"))
+                    .values(status=bindparam("b_status"), attempts=bindparam("b_attempts"),
+                            next_attempt_at=bindparam("b_next"), lease_owner=None, lease_expires_at=None,
+                            last_status_code=bindparam("b_code"), last_error=bindparam("b_error"),
+                            updated_at=bindparam("b_now"))
+                )
+                await conn.execute(stmt, [
+                    {"b_id": o.delivery_id, "b_owner": owner, "b_status": o.status, "b_attempts": o.attempts,
+                     "b_next": o.next_attempt_at, "b_code": o.last_status_code, "b_error": o.last_error,
+                     "b_now": now} for o in outcomes
+                ])
+            if releases:
+                await conn.execute(
+                    update(d).where(d.c.id.in_(list(releases)), d.c.lease_owner == owner, d.c.status == DELIVERING)
+                    .values(status=PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None,
+                            updated_at=now)
+                )
+            await self._webhook_health(conn, outcomes, now, disable_after)
+
+    async def _webhook_health(self, conn: AsyncConnection, outcomes: Sequence[Outcome], now: float,
+                              disable_after: float | None) -> None:
+        w = t.webhooks.c
+        succeeded = {o.webhook_id for o in outcomes if o.endpoint_success}
+        failing = {o.webhook_id for o in outcomes if o.endpoint_failure} - succeeded
+        if succeeded:
+            await conn.execute(update(t.webhooks).where(w.id.in_(sorted(succeeded)), w.failing_since.is_not(None))
+                               .values(failing_since=None))
+        if failing:
+            ids = sorted(failing)
+            await conn.execute(update(t.webhooks).where(w.id.in_(ids), w.failing_since.is_(None))
+                               .values(failing_since=now))
+            if disable_after is not None:
+                reason = f"every attempt failed for {disable_after / 86400:g} days"
+                await conn.execute(
+                    update(t.webhooks)
+                    .where(w.id.in_(ids), w.disabled_at.is_(None), w.failing_since <= now - disable_after)
+                    .values(disabled_at=now, disabled_reason=reason, modified_at=now)
+                )
+        for o in outcomes:
+            if o.disable_reason:
+                await conn.execute(update(t.webhooks).where(w.id == o.webhook_id, w.disabled_at.is_(None))
+                                   .values(disabled_at=now, disabled_reason=o.disable_reason, modified_at=now))
+
+    async def release_owned(self, owner: str) -> int:
+        """Hand every row this owner still holds back to the queue (graceful shutdown)."""
+        now = time.time()
+        d = t.deliveries
+        async with self.store.write() as conn:
+            result = await conn.execute(
+                update(d).where(d.c.lease_owner == owner, d.c.status == DELIVERING)
+                .values(status=PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None, updated_at=now)
+            )
+        return int(result.rowcount or 0)
+
+    # ------------------------------------------------------------------ maintenance
+    async def purge(self, cutoff: float, batch: int = 1000) -> int:
+        """Delete one batch of finished deliveries (with their attempts) created before ``cutoff``, then
+        events older than ``cutoff`` that no delivery refers to. Returns how many rows went."""
+        d = t.deliveries
+        async with self.store.write() as conn:
+            ids = [row.id for row in await conn.execute(
+                select(d.c.id).where(d.c.created_at < cutoff, d.c.status.in_(FINISHED)).limit(batch))]
+            if ids:
+                await conn.execute(delete(t.attempts).where(t.attempts.c.delivery_id.in_(ids)))
+                await conn.execute(delete(d).where(d.c.id.in_(ids)))
+            e = t.events
+            orphans = (select(e.c.id).where(e.c.received_at < cutoff,
+                                            ~select(d.c.id).where(d.c.event_pk == e.c.id).exists())
+                       .limit(batch).scalar_subquery())
+            result = await conn.execute(delete(e).where(e.c.id.in_(orphans)))
+        return len(ids) + int(result.rowcount or 0)
+
+    async def queue_stats(self) -> tuple[int, float | None]:
+        """(due deliveries, the oldest due time) — for /metrics."""
+        d = t.deliveries
+        now = time.time()
+        async with self.store.read() as conn:
+            row = (await conn.execute(
+                select(func.count(), func.min(d.c.next_attempt_at))
+                .where(d.c.status.in_(QUEUE), d.c.next_attempt_at <= now))).one()
+        return int(row[0]), row[1]
+
+    # ------------------------------------------------------------------ native API reads and actions
+    async def list_events(self, account_id: int, domain_id: int | None, event_type: str | None,
+                          event_id: str | None, before: int | None, limit: int) -> list[dict[str, Any]]:
+        e, dm = t.events, t.domains
+        query = (select(e.c.id, e.c.event_id, e.c.event_type, e.c.occurred_at, e.c.received_at, e.c.payload,
+                        dm.c.name.label("domain"))
+                 .join(dm, dm.c.id == e.c.domain_id)
+                 .where(e.c.account_id == account_id).order_by(e.c.id.desc()).limit(limit))
+        if domain_id is not None:
+            query = query.where(e.c.domain_id == domain_id)
+        if event_type is not None:
+            query = query.where(e.c.event_type == event_type)
+        if event_id is not None:
+            query = query.where(e.c.event_id == event_id)
+        if before is not None:
+            query = query.where(e.c.id < before)
+        async with self.store.read() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]
+
+    def _delivery_query(self, account_id: int) -> Any:
+        d, e, w, dm = t.deliveries, t.events, t.webhooks, t.domains
+        return (
+            select(d.c.id, d.c.status, d.c.attempts, d.c.next_attempt_at, d.c.last_status_code, d.c.last_error,
+                   d.c.created_at, d.c.updated_at, e.c.event_id, e.c.event_type, dm.c.name.label("domain"),
+                   w.c.guid.label("webhook"), w.c.url, w.c.payload_format)
+            .join(e, e.c.id == d.c.event_pk)
+            .join(w, w.c.id == d.c.webhook_id)
+            .join(dm, dm.c.id == d.c.domain_id)
+            .where(d.c.account_id == account_id)
+        )
+
+    async def list_deliveries(self, account_id: int, *, domain_id: int | None = None, event_id: str | None = None,
+                              status: str | None = None, webhook_guid: str | None = None,
+                              before: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        d = t.deliveries
+        query = self._delivery_query(account_id).order_by(d.c.id.desc()).limit(limit)
+        if domain_id is not None:
+            query = query.where(d.c.domain_id == domain_id)
+        if event_id is not None:
+            query = query.where(t.events.c.event_id == event_id)
+        if status is not None:
+            query = query.where(d.c.status == status)
+        if webhook_guid is not None:
+            query = query.where(t.webhooks.c.guid == webhook_guid)
+        if before is not None:
+            query = query.where(d.c.id < before)
+        async with self.store.read() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]
+
+    async def get_delivery(self, account_id: int, delivery_id: int
+                           ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        a = t.attempts
+        async with self.store.read() as conn:
+            row = (await conn.execute(self._delivery_query(account_id).where(t.deliveries.c.id == delivery_id))).first()
+            if row is None:
+                return None
+            attempts = [dict(r._mapping) for r in await conn.execute(
+                select(a.c.number, a.c.started_at, a.c.duration_ms, a.c.status_code, a.c.response_excerpt, a.c.error)
+                .where(a.c.delivery_id == delivery_id).order_by(a.c.number, a.c.id))]
+        return dict(row._mapping), attempts
+
+    async def requeue(self, account_id: int, delivery_id: int) -> str | None:
+        """Queue one delivery for an attempt now. Returns its previous status, or ``None`` if not found
+        (another account's row is not found). A row in flight is left alone."""
+        d = t.deliveries
+        now = time.time()
+        async with self.store.write() as conn:
+            row = (await conn.execute(select(d.c.status).where(d.c.id == delivery_id, d.c.account_id == account_id))
+                   ).first()
+            if row is None:
+                return None
+            if row.status != DELIVERING:
+                await conn.execute(update(d).where(d.c.id == delivery_id).values(
+                    status=PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None, updated_at=now))
+                if self.postgres:
+                    await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        return str(row.status)
+
+    async def recover(self, account_id: int, domain_id: int, since: float) -> int:
+        """Re-queue the domain's failed deliveries created since ``since``."""
+        d = t.deliveries
+        now = time.time()
+        async with self.store.write() as conn:
+            result = await conn.execute(
+                update(d).where(d.c.account_id == account_id, d.c.domain_id == domain_id, d.c.status == FAILED,
+                                d.c.created_at >= since)
+                .values(status=PENDING, next_attempt_at=now, updated_at=now))
+            if self.postgres and result.rowcount:
+                await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        return int(result.rowcount or 0)
+
+    async def enable_webhook(self, account_id: int, guid: str) -> bool:
+        w = t.webhooks.c
+        async with self.store.write() as conn:
+            result = await conn.execute(
+                update(t.webhooks).where(w.account_id == account_id, w.guid == guid, w.deleted_at.is_(None))
+                .values(disabled_at=None, disabled_reason=None, failing_since=None, modified_at=time.time()))
+        return bool(result.rowcount)
+
+    async def webhooks_for(self, account_id: int, domain_ids: Sequence[int], event_types: Sequence[str]
+                           ) -> list[Webhook]:
+        """Fan-out candidates: the account's domain-level rows for these domains and its account-level rows."""
+        w = t.webhooks.c
+        query = select(t.webhooks).where(
+            w.account_id == account_id, w.deleted_at.is_(None), w.event_type.in_(sorted(set(event_types))),
+            or_(w.domain_id.is_(None), w.domain_id.in_(sorted(set(domain_ids)))),
+        )
+        async with self.store.read() as conn:
+            return [Webhook(**row._mapping) for row in await conn.execute(query)]
+
+
