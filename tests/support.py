@@ -175,3 +175,99 @@ def basic(username: str, key: str) -> tuple[str, str]:
 
 def json_of(response: Any) -> Any:
     return response.json()
+
+
+# ---------------------------------------------------------------------- a real webhook receiver
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+class Receiver:
+    """An aiohttp server on 127.0.0.1 in a background thread, recording every POST.
+
+    ``script(path, [500, 500, 200])`` answers those statuses in turn (then the last one forever);
+    ``hang(path)`` never answers (until the test ends). Other paths answer 200.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.port = free_port()
+        self.requests: list[Received] = []
+        self.scripts: dict[str, list[int]] = {}
+        self.hanging: set[str] = set()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def script(self, path: str, statuses: list[int]) -> None:
+        self.scripts[path] = list(statuses)
+
+    def hang(self, path: str) -> None:
+        self.hanging.add(path)
+
+    def on(self, path: str) -> list[Received]:
+        with self._lock:
+            return [r for r in self.requests if r.path == path]
+
+    def wait_for(self, path: str, count: int, timeout: float = 20.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.on(path)
+            if len(got) >= count:
+                return got
+            time.sleep(0.05)
+        raise AssertionError(f"{path}: expected {count} requests, got {len(self.on(path))}")
+
+    def start(self) -> Receiver:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("receiver did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        from aiohttp import web
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.read()
+            with self._lock:
+                self.requests.append(Received(request.path, dict(request.headers), body, time.time()))
+                script = self.scripts.get(request.path)
+                status = 200
+                if script:
+                    status = script.pop(0) if len(script) > 1 else script[0]
+            if request.path in self.hanging:
+                await asyncio.sleep(3600)
+            return web.Response(status=status, text='{"success": true}', content_type="application/json")
+
+        app = web.Application()
+        app.router.add_route("POST", "/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self.port)
+        await site.start()
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()

@@ -338,9 +338,13 @@ class Outbox:
             row = (await conn.execute(self._delivery_query(account_id).where(t.deliveries.c.id == delivery_id))).first()
             if row is None:
                 return None
-            attempts = [dict(r._mapping) for r in await conn.execute(
-                select(a.c.number, a.c.started_at, a.c.duration_ms, a.c.status_code, a.c.response_excerpt, a.c.error)
-                .where(a.c.delivery_id == delivery_id).order_by(a.c.number, a.c.id))]
+            attempts = [
+                {"number": r.number, "started_at": r.started_at, "duration_ms": r.duration_ms,
+                 "status_code": r.status_code, "response_excerpt": r.response_excerpt, "error": r.error}
+                for r in await conn.execute(
+                    select(a.c.number, a.c.started_at, a.c.duration_ms, a.c.status_code, a.c.response_excerpt,
+                           a.c.error).where(a.c.delivery_id == delivery_id).order_by(a.c.number, a.c.id))
+            ]
         return dict(row._mapping), attempts
 
     async def requeue(self, account_id: int, delivery_id: int) -> str | None:
