@@ -6,10 +6,12 @@ was checked (no DNS rebinding between check and connect). Redirects are never fo
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -75,10 +77,22 @@ class Sender:
     async def close(self) -> None:
         await self.session.close()
 
+    def _check_literal(self, url: str) -> None:
+        """aiohttp never asks the resolver about an IP-literal host, so the policy is applied here."""
+        host = urlsplit(url).hostname or ""
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return
+        if not self.policy.address_allowed(address):
+            raise TargetRefused(
+                f"The url resolves to a private or loopback address ({address}), which is not allowed.")
+
     async def post(self, url: str, body: bytes, headers: dict[str, Any]) -> SendResult:
         started = time.time()
         t0 = time.perf_counter()
         try:
+            self._check_literal(url)
             async with self.session.post(url, data=body, headers=headers, allow_redirects=False) as response:
                 raw = await response.content.read(EXCERPT_BYTES)
                 excerpt = raw.decode("utf-8", "replace")

@@ -1,0 +1,83 @@
+"""Private targets are refused without the allow setting: at subscribe time by every dialect, and at
+send time (a row written past the subscribe check, e.g. before the setting changed) — the delivery is
+visible as failed with the reason, and nothing reaches the receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from mailhooks.core.models import NewWebhook
+from mailhooks.db.store import Store
+from tests.support import Provisioner, Receiver, ServerProcess, Tenant
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('ssrf') / 'mailhooks.db'}"
+    proc = ServerProcess(url, log_dir=tmp_path_factory.mktemp("ssrf-logs"),
+                         env={"MAILHOOKS_RATE_LIMIT": "100000/minute", "MAILHOOKS_POLL_INTERVAL": "0.1"})
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    rcv = Receiver().start()
+    yield rcv
+    rcv.stop()
+
+
+def test_private_targets_refused_at_subscribe_time(strict: ServerProcess, receiver: Receiver) -> None:
+    tenant = Provisioner(strict.db_url).tenant()
+    for url in (f"http://localhost:{receiver.port}/x", f"http://127.0.0.1:{receiver.port}/x", "http://10.1.2.3/x"):
+        r = httpx.post(f"{strict.base_url}/v3/domains/{tenant.domain}/webhooks", auth=("api", tenant.api_key),
+                       data={"id": "delivered", "url": url})
+        assert r.status_code == 400, (url, r.text)
+        r = httpx.post(f"{strict.base_url}/api/domains/{tenant.domain}/webhooks",
+                       auth=(tenant.username, tenant.api_key), json={"type": "delivered", "url": url})
+        assert r.status_code == 422 and "url" in r.json()["errors"], (url, r.text)
+
+
+def _insert_webhook(db_url: str, tenant: Tenant, url: str) -> None:
+    async def work() -> None:
+        store = Store(db_url)
+        try:
+            account = await store.get_account_by_username(tenant.username)
+            domain = await store.get_domain_by_name(tenant.domain)
+            assert account and domain
+            await store.change_webhooks(add=[NewWebhook(account.id, domain.id, "delivered", url, "mailgun")])
+        finally:
+            await store.close()
+
+    asyncio.run(work())
+
+
+def test_private_targets_refused_at_send_time(strict: ServerProcess, receiver: Receiver) -> None:
+    tenant = Provisioner(strict.db_url).tenant()
+    urls = [receiver.url("/by-name").replace("127.0.0.1", "localhost"), receiver.url("/by-ip")]
+    for url in urls:
+        _insert_webhook(strict.db_url, tenant, url)
+    headers = {"Authorization": f"Bearer {tenant.api_key}"}
+    r = httpx.post(f"{strict.base_url}/v1/events", headers=headers,
+                   json={"domain": tenant.domain, "event": "delivered", "recipient": "a@b.example"})
+    assert r.status_code == 202
+    event_id = r.json()["ids"][0]
+    deadline = time.monotonic() + 15
+    items: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        items = httpx.get(f"{strict.base_url}/v1/deliveries", params={"event_id": event_id},
+                          headers=headers).json()["items"]
+        if len(items) == 2 and all(d["status"] == "failed" for d in items):
+            break
+        time.sleep(0.1)
+    assert sorted(str(d["url"]) for d in items) == sorted(urls)
+    for item in items:
+        assert item["status"] == "failed", item
+        assert "refused" in str(item["last_error"]) and "127.0.0.1" in str(item["last_error"]), item
+    assert receiver.on("/by-name") == [] and receiver.on("/by-ip") == []

@@ -1,0 +1,99 @@
+"""Unit tests of the delivery rules: signatures, retry policy, fan-out, ingest validation (no I/O)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from mailhooks.core.errors import ValidationFailed
+from mailhooks.core.events import parse_events, targets_for
+from mailhooks.core.models import Webhook
+from mailhooks.core.payloads import kirim_signature
+from mailhooks.core.retry import FAILED, PENDING, REJECTED, SUCCEEDED, decide, parse_retry_after, should_disable
+
+SCHEDULE = (300.0, 600.0, 900.0, 3600.0, 7200.0, 14400.0)
+
+
+def test_kirim_signature_vector() -> None:
+    # spec/kirimemail.md §6.2: HMAC-SHA256(key = secret + message_guid, message = "")
+    assert kirim_signature("8ad78587000000000000000000000000", "550e8400-e29b-41d4-a716-446655440000") == (
+        "0bf98d7964e77488c6eea1eb738c17583600f9dbfffad82152b4b9e850dbfbd5")
+
+
+def _decide(code: int | None, n: int = 1, **kw: object) -> object:
+    return decide(attempt_number=n, status_code=code, error=None if code else "timeout", now=1000.0,
+                  schedule=SCHEDULE, rng=random.Random(1), **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("code", [200, 201, 204, 299])
+def test_2xx_succeeds(code: int) -> None:
+    assert decide(attempt_number=1, status_code=code, error=None, now=0, schedule=SCHEDULE).status == SUCCEEDED
+
+
+def test_406_rejects_and_410_disables() -> None:
+    assert decide(attempt_number=1, status_code=406, error=None, now=0, schedule=SCHEDULE).status == REJECTED
+    gone = decide(attempt_number=1, status_code=410, error=None, now=0, schedule=SCHEDULE)
+    assert gone.status == REJECTED and gone.disable_reason
+
+
+@pytest.mark.parametrize("code", [None, 301, 400, 404, 429, 500, 503])
+def test_everything_else_retries_on_the_schedule_with_jitter(code: int | None) -> None:
+    for n, base in enumerate(SCHEDULE, start=1):
+        d = decide(attempt_number=n, status_code=code, error=None, now=1000.0, schedule=SCHEDULE)
+        assert d.status == PENDING and d.next_attempt_at is not None
+        assert base * 0.8 <= d.next_attempt_at - 1000.0 <= base * 1.2
+    assert decide(attempt_number=7, status_code=code, error=None, now=0, schedule=SCHEDULE).status == FAILED
+
+
+def test_refused_target_fails_at_once() -> None:
+    d = decide(attempt_number=1, status_code=None, error="refused: private", now=0, schedule=SCHEDULE, refused=True)
+    assert d.status == FAILED
+
+
+def test_retry_after_is_honoured_within_bounds() -> None:
+    d = decide(attempt_number=1, status_code=429, error=None, now=0, schedule=(1.0,), retry_after="120")
+    assert d.next_attempt_at == 120.0
+    capped = decide(attempt_number=1, status_code=429, error=None, now=0, schedule=(1.0,), retry_after="999999")
+    assert capped.next_attempt_at == 6 * 3600.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480.0 - 60) == pytest.approx(60.0)
+    assert parse_retry_after("soon", 0) is None
+
+
+def test_auto_disable_window() -> None:
+    assert not should_disable(None, 10**6, 432000)
+    assert not should_disable(1000.0, 1000.0 + 431999, 432000)
+    assert should_disable(1000.0, 1000.0 + 432000, 432000)
+
+
+def _hook(id_: int, url: str, domain_id: int | None, fmt: str = "mailgun", event_type: str = "delivered",
+          disabled: bool = False, deleted: bool = False) -> Webhook:
+    return Webhook(id=id_, guid=str(id_), account_id=1, domain_id=domain_id, event_type=event_type, url=url,
+                   payload_format=fmt, group_id=None, description=None, created_at=0, modified_at=0,
+                   deleted_at=1.0 if deleted else None, disabled_at=1.0 if disabled else None,
+                   disabled_reason="410" if disabled else None)
+
+
+def test_fan_out_rules() -> None:
+    hooks = [
+        _hook(1, "https://a", None),  # account level, same url+format as 2: merged
+        _hook(2, "https://a", 7),
+        _hook(3, "https://a", 7, fmt="kirim"),  # other format: its own delivery
+        _hook(4, "https://b", 8),  # other domain
+        _hook(5, "https://c", 7, event_type="opened"),  # other type
+        _hook(6, "https://d", 7, deleted=True),
+        _hook(7, "https://e", 7, disabled=True),  # kept, written as failed
+    ]
+    targets = targets_for("delivered", 7, hooks)
+    assert [(t.webhook_id, t.disabled_reason is not None) for t in targets] == [(2, False), (3, False), (7, True)]
+
+
+def test_parse_events_validation() -> None:
+    items, many = parse_events({"domain": "X.example", "event": "bounce", "recipient": "a@b"})
+    assert not many and items[0].event_type == "permanent_fail" and items[0].domain == "x.example"
+    with pytest.raises(ValidationFailed) as err:
+        parse_events([{"domain": "d", "event": "delivered", "recipient": "r", "timestamp": "x", "tags": [1]}, 3])
+    assert set(err.value.errors) == {"0.timestamp", "0.tags", "1"}
+    for body in ([], [{}] * 1001, "x", None):
+        with pytest.raises(ValidationFailed):
+            parse_events(body)
