@@ -82,6 +82,7 @@ class Dispatcher:
         self.last_tick = time.monotonic()
         self.last_error: str | None = None
         self.consecutive_errors = 0
+        self.sent = 0  # attempts made by this process (logged at stop: shows how work was shared)
         self._loop_task: asyncio.Task[None] | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._listener: Any = None
@@ -126,7 +127,7 @@ class Dispatcher:
                 await self._listener.close()
         if self.sender is not None:
             await self.sender.close()
-        log.info("dispatcher_stopped", owner=self.owner)
+        log.info("dispatcher_stopped", owner=self.owner, sent=self.sent)
 
     def wake(self) -> None:
         self.wake_event.set()
@@ -238,6 +239,7 @@ class Dispatcher:
                     return
                 body, headers = prepared.render(job.signing_key, message_id(job.id))
                 result = await self.sender.post(job.url, body, headers)
+                self.sent += 1
             self._finish(self._outcome(job, result))
         except asyncio.CancelledError:
             self.releases.append(job.id)
