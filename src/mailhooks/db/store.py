@@ -6,6 +6,7 @@ lock upgrade, while reads stay deferred and run beside them (WAL).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -49,6 +50,7 @@ class Store:
             self.engine = create_engine(url)
             _immediate_transactions(self.engine)
             self.read_engine = create_engine(url)
+        self._write_lock: asyncio.Lock | None = None if self.postgres else asyncio.Lock()
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -57,7 +59,13 @@ class Store:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.begin() as conn:
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        # SQLite has one writer at a time anyway; queueing in-process is far cheaper than letting
+        # pooled connections collide on the file lock and sleep in the busy handler.
+        async with self._write_lock, self.engine.begin() as conn:
             yield conn
 
     @asynccontextmanager

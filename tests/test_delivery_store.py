@@ -1,0 +1,143 @@
+"""The queue's storage rules on both backends, in-process: leases, lease guards, expired-lease re-claims,
+disjoint concurrent claims, auto-disable, release on shutdown, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from mailhooks.core import accounts
+from mailhooks.core.events import Intake
+from mailhooks.core.models import Account, Domain, NewWebhook, Webhook
+from mailhooks.db.migrate import upgrade_async
+from mailhooks.db.outbox import Outbox, Outcome
+from mailhooks.db.store import Store
+from tests.conftest import require_service
+from tests.support import create_pg_database, drop_pg_database, pg_available
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def queue_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+             pg_admin_url: str) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('queue') / 'mailhooks.db'}"
+        return
+    require_service(pg_available(pg_admin_url), "PostgreSQL")
+    name = f"mailhooks_queue_{uuid.uuid4().hex[:10]}"
+    url = create_pg_database(pg_admin_url, name)
+    yield url
+    drop_pg_database(pg_admin_url, name)
+
+
+@pytest.fixture()
+async def store(queue_db: str) -> AsyncIterator[Store]:
+    await upgrade_async(queue_db)
+    st = Store(queue_db)
+    yield st
+    await st.close()
+
+
+async def setup(store: Store, urls: int = 1) -> tuple[Account, Domain, list[Webhook]]:
+    created = await accounts.create_account(store, f"q{uuid.uuid4().hex[:10]}")
+    domain = await accounts.add_domain(store, created.account, f"{uuid.uuid4().hex[:8]}.example")
+    hooks = await store.change_webhooks(add=[
+        NewWebhook(created.account.id, domain.id, "delivered", f"https://h{i}.example/x", "mailgun")
+        for i in range(urls)])
+    return created.account, domain, hooks
+
+
+async def emit(store: Store, account: Account, domain: Domain, count: int) -> list[str]:
+    body = [{"domain": domain.name, "event": "delivered", "recipient": f"u{i}@x.example"} for i in range(count)]
+    ids, _, new = await Intake(store, Outbox(store)).ingest(account, body)
+    assert new == count
+    return ids
+
+
+def outcome(claimed_id: int, webhook_id: int, status: str = "succeeded", code: int | None = 200) -> Outcome:
+    return Outcome(claimed_id, webhook_id, status, None, 1,
+                   {"delivery_id": claimed_id, "number": 1, "started_at": time.time(), "duration_ms": 1.0,
+                    "status_code": code, "response_excerpt": None, "error": None, "request_headers": None},
+                   code, None, endpoint_failure=status != "succeeded", endpoint_success=status == "succeeded")
+
+
+async def drain_other_tenants(outbox: Outbox) -> None:
+    """Leave nothing due from earlier tests (they share the module's database)."""
+    while batch := await outbox.claim("sweeper", 1000, 3600):
+        await outbox.record("sweeper", [outcome(c.id, c.webhook_id) for c in batch])
+
+
+async def test_lease_guard_and_expired_lease_reclaim(store: Store) -> None:
+    outbox = Outbox(store)
+    await drain_other_tenants(outbox)
+    account, domain, hooks = await setup(store, urls=2)
+    await emit(store, account, domain, 3)
+    first = await outbox.claim("a", 100, 0.3)
+    assert len(first) == 6 and {c.webhook_id for c in first} == {h.id for h in hooks}
+    assert all(c.signing_key == account.signing_key and c.domain_secret == domain.secret for c in first)
+    assert await outbox.claim("b", 100, 60) == []  # leased
+    await asyncio.sleep(0.4)
+    second = await outbox.claim("b", 100, 60)  # the lease expired: re-claimed
+    assert sorted(c.id for c in second) == sorted(c.id for c in first)
+    await outbox.record("a", [outcome(c.id, c.webhook_id, "failed", 500) for c in first])  # stale owner: ignored
+    await outbox.record("b", [outcome(c.id, c.webhook_id) for c in second])
+    rows = await outbox.list_deliveries(account.id)
+    assert {r["status"] for r in rows} == {"succeeded"}
+    detail = await outbox.get_delivery(account.id, rows[0]["id"])
+    assert detail is not None and len(detail[1]) == 2  # both attempts are recorded all the same
+
+
+async def test_concurrent_claims_are_disjoint(store: Store) -> None:
+    outbox = Outbox(store)
+    await drain_other_tenants(outbox)
+    account, domain, _ = await setup(store)
+    await emit(store, account, domain, 300)
+    others = [Outbox(Store(store.url)) for _ in range(3)]
+    try:
+        batches = await asyncio.gather(*(o.claim(f"w{i}", 60, 60) for i, o in enumerate(others * 2)))
+    finally:
+        for other in others:
+            await other.store.close()
+    ids = [c.id for batch in batches for c in batch]
+    assert len(ids) == len(set(ids)) == 300
+
+
+async def test_auto_disable_and_release(store: Store) -> None:
+    outbox = Outbox(store)
+    await drain_other_tenants(outbox)
+    account, domain, (hook,) = await setup(store)
+    await emit(store, account, domain, 2)
+    claimed = await outbox.claim("w", 10, 60)
+    await outbox.record("w", [outcome(claimed[0].id, hook.id, "pending", 500)], disable_after=3600)
+    row = await store.get_webhook_by_id(hook.id)
+    assert row is not None and row.failing_since is not None and row.disabled_at is None
+    await outbox.record("w", [outcome(claimed[1].id, hook.id, "pending", 500)], disable_after=0.0)
+    row = await store.get_webhook_by_id(hook.id)
+    assert row is not None and row.disabled_at is not None and "failed" in (row.disabled_reason or "")
+    assert await outbox.enable_webhook(account.id, hook.guid)
+    row = await store.get_webhook_by_id(hook.id)
+    assert row is not None and row.disabled_at is None and row.failing_since is None
+
+    await emit(store, account, domain, 4)
+    mine = await outbox.claim("leaving", 10, 60)
+    assert len(mine) >= 4
+    assert await outbox.release_owned("leaving") == len(mine)
+    assert len(await outbox.claim("next", 10, 60)) == len(mine)
+
+
+async def test_retention_purges_finished_rows_only(store: Store) -> None:
+    outbox = Outbox(store)
+    await drain_other_tenants(outbox)
+    account, domain, (hook,) = await setup(store)
+    await emit(store, account, domain, 5)
+    claimed = await outbox.claim("w", 10, 60)
+    await outbox.record("w", [outcome(c.id, hook.id) for c in claimed[:3]])  # 3 finished, 2 in flight
+    cutoff = time.time() + 1
+    while await outbox.purge(cutoff, batch=2):
+        pass
+    rows = await outbox.list_deliveries(account.id)
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"delivering"}
+    assert len(await outbox.list_events(account.id, None, None, None, None, 100)) == 2
