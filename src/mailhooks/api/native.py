@@ -5,7 +5,6 @@ Thin: validation and rules live in ``core.events`` / ``core.retry``, SQL in ``db
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
@@ -21,7 +20,8 @@ from mailhooks.api.responses import JSON, openapi_json
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import whsec
 from mailhooks.core.errors import Conflict, NotFound, ValidationFailed
-from mailhooks.core.events import Intake
+from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES
+from mailhooks.core.events import ID_PATTERN, MAX_ID_LENGTH, MAX_STRING, MAX_TIMESTAMP, Intake
 from mailhooks.core.models import Account
 from mailhooks.core.retry import STATUSES
 from mailhooks.db.outbox import Outbox
@@ -47,7 +47,8 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: openapi_json("NativeError",
                                                429: openapi_json("NativeError", "Too many requests")}
 
 
-@router.get("/healthz", responses={200: openapi_json("Health"), 503: openapi_json("Health", "Unhealthy")})
+@router.get("/healthz", responses={200: openapi_json("Health"), 503: openapi_json("Health", "Unhealthy")},
+            openapi_extra={"security": []})
 async def healthz(svc: Services = Depends(services)) -> Response:
     checks: dict[str, Any] = {}
     healthy = True
@@ -104,10 +105,15 @@ _ATTEMPT = {
 _EVENT_ITEM: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "id": {"type": "string", "maxLength": 128}, "domain": {"type": "string"}, "event": {"type": "string"},
-        "recipient": {"type": "string"}, "timestamp": {"type": "number"}, "severity": {"type": "string"},
-        "reason": {"type": "string"}, "message": {"type": "object"}, "tags": {"type": "array",
-                                                                               "items": {"type": "string"}},
+        "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": ID_PATTERN,
+               "description": "idempotency key, unique per domain; generated when absent"},
+        "domain": {"type": "string", "maxLength": 253, "pattern": r"\S"},
+        "event": {"type": "string", "enum": [*CANONICAL, *MAILGUN_ALIASES]},
+        "recipient": {"type": "string", "maxLength": MAX_STRING, "pattern": r"\S"},
+        "timestamp": {"type": "number", "minimum": 0, "maximum": MAX_TIMESTAMP},
+        "severity": {"type": "string"}, "reason": {"type": "string"},
+        "message": {"type": "object", "properties": {"headers": {"type": "object"}}},
+        "tags": {"type": "array", "items": {"type": "string"}},
         "user-variables": {"type": "object"}, "delivery-status": {"type": "object"}, "url": {"type": "string"},
         "ip": {"type": "string"}, "geolocation": {"type": "object"}, "client-info": {"type": "object"},
         "envelope": {"type": "object"},
@@ -159,7 +165,7 @@ def _outbox(svc: Services) -> Outbox:
 def _cursor(value: str | None) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit() or int(value) > MAX_ID:
+    if not value.isdigit():
         raise ValidationFailed.field("cursor", "The cursor is not one this API returned.")
     return int(value)
 
@@ -208,7 +214,7 @@ async def ingest_events(request: Request, account: Account = Depends(native_acco
 async def list_events(
     domain: str | None = Query(None, max_length=253), event: str | None = Query(None, max_length=32),
     event_id: str | None = Query(None, max_length=128), limit: int = Query(100, ge=1, le=MAX_PAGE),
-    cursor: str | None = Query(None, max_length=20),
+    cursor: str | None = Query(None, max_length=18, pattern="^[0-9]*$"),
     account: Account = Depends(native_account), svc: Services = Depends(services),
 ) -> Response:
     """The account's events, newest first."""
@@ -225,7 +231,7 @@ async def list_deliveries(
     domain: str | None = Query(None, max_length=253), event_id: str | None = Query(None, max_length=128),
     status: Literal["pending", "delivering", "succeeded", "failed", "rejected"] | None = Query(None),
     webhook: str | None = Query(None, max_length=64), limit: int = Query(100, ge=1, le=MAX_PAGE),
-    cursor: str | None = Query(None, max_length=20),
+    cursor: str | None = Query(None, max_length=18, pattern="^[0-9]*$"),
     account: Account = Depends(native_account), svc: Services = Depends(services),
 ) -> Response:
     """The account's deliveries, newest first; ``webhook`` is a subscription guid."""
@@ -265,30 +271,15 @@ async def retry_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
     return JSON({**_delivery(found[0]), "attempts": found[1]}, status_code=202)
 
 
-def _since(value: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValidationFailed.field("since", "The since parameter must be epoch seconds or ISO 8601.") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
 @router.post("/v1/domains/{domain}/deliveries/recover", status_code=202,
              responses={202: openapi_json("Recovered", "Queued"), **ERRORS})
 async def recover_deliveries(domain: str = PathParam(..., max_length=253),
-                             since: str = Query(..., max_length=64, description="epoch seconds or ISO 8601"),
+                             since: float = Query(..., description="epoch seconds"),
                              account: Account = Depends(native_account),
                              svc: Services = Depends(services)) -> Response:
     """Re-queue this domain's failed deliveries created since ``since``, one more attempt each."""
-    start = _since(since)
     found = await svc.subscriptions.domain(account, domain)
-    count = await _outbox(svc).recover(account.id, found.id, start)
+    count = await _outbox(svc).recover(account.id, found.id, since)
     if count:
         _wake(svc)
     return JSON({"requeued": count}, status_code=202)
@@ -311,7 +302,8 @@ def _wake(svc: Services) -> None:
 
 
 @router.get("/metrics", responses={200: {"description": "Prometheus text format",
-                                         "content": {"text/plain": {"schema": {"type": "string"}}}}})
+                                         "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            openapi_extra={"security": []})
 async def prometheus_metrics(svc: Services = Depends(services)) -> Response:
     """Delivery counters of this process and the queue gauges read from the database."""
     try:

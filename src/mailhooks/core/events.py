@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 MAX_BATCH = 1000
 MAX_ID_LENGTH = 128
 MAX_STRING = 4096
+MAX_TIMESTAMP = 1e11
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: ids travel in headers and logs
 
 OBJECT_FIELDS = ("message", "user-variables", "delivery-status", "geolocation", "client-info", "envelope",
                  "flags", "storage")
@@ -83,12 +85,14 @@ def _check_item(item: object, prefix: str, errors: dict[str, list[str]]) -> Inco
         return None
     before = sum(len(v) for v in errors.values())
     event_id = item.get("id")
-    if event_id is not None and (not isinstance(event_id, str) or not event_id.strip()
-                                 or len(event_id) > MAX_ID_LENGTH or any(ord(c) < 32 for c in event_id)):
+    if event_id is not None and (not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH
+                                 or any(ord(c) < 32 or ord(c) == 127 for c in event_id)):
         bad("id", f"The id must be a non-empty string of at most {MAX_ID_LENGTH} printable characters.")
     domain = item.get("domain")
     if not isinstance(domain, str) or not domain.strip():
         bad("domain", "The domain field is required.")
+    elif len(domain) > 253:
+        bad("domain", "The domain may not be greater than 253 characters.")
     event_type = event_type_of(item.get("event"))
     if item.get("event") is None:
         bad("event", "The event field is required.")
@@ -103,7 +107,7 @@ def _check_item(item: object, prefix: str, errors: dict[str, list[str]]) -> Inco
     occurred: float | None = None
     if timestamp is not None:
         if isinstance(timestamp, bool) or not isinstance(timestamp, int | float) or not math.isfinite(timestamp) \
-                or timestamp < 0 or timestamp > 1e11:
+                or timestamp < 0 or timestamp > MAX_TIMESTAMP:
             bad("timestamp", "The timestamp must be epoch seconds.")
         else:
             occurred = float(timestamp)
@@ -123,7 +127,7 @@ def _check_item(item: object, prefix: str, errors: dict[str, list[str]]) -> Inco
         return None
     assert isinstance(domain, str) and event_type is not None
     return IncomingEvent(
-        event_id=event_id.strip() if isinstance(event_id, str) else None,
+        event_id=event_id if isinstance(event_id, str) else None,
         domain=domain.strip().rstrip(".").lower(),
         event_type=event_type,
         occurred_at=occurred,
