@@ -97,3 +97,35 @@ def test_parse_events_validation() -> None:
     for body in ([], [{}] * 1001, "x", None):
         with pytest.raises(ValidationFailed):
             parse_events(body)
+
+
+async def test_health_reports_a_stalled_or_dead_dispatcher_loop(tmp_path: object) -> None:
+    import asyncio
+    import time
+
+    from mailhooks.config import Settings
+    from mailhooks.core.targets import TargetPolicy
+    from mailhooks.db.store import Store
+    from mailhooks.worker.dispatcher import Dispatcher
+
+    store = Store("sqlite:///:memory:")
+    dispatcher = Dispatcher(store, Settings(poll_interval=0.1), TargetPolicy())
+    assert dispatcher.health_problem() == "dispatcher not started"
+
+    async def forever() -> None:
+        await asyncio.sleep(3600)
+
+    dispatcher._loop_task = asyncio.create_task(forever())
+    assert dispatcher.health_problem() is None
+    dispatcher.last_tick = time.monotonic() - 120
+    assert "not ticked" in (dispatcher.health_problem() or "")
+    dispatcher._loop_task.cancel()
+
+    async def boom() -> None:
+        raise RuntimeError("database gone")
+
+    dispatcher._loop_task = asyncio.create_task(boom())
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert "stopped" in (dispatcher.health_problem() or "")
+    await store.close()

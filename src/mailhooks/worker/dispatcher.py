@@ -86,7 +86,8 @@ class Dispatcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._listener: Any = None
-        self._next_retention = 0.0
+        self._next_retention = time.time() + 5.0  # first pass shortly after start
+        self._purge_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -110,6 +111,9 @@ class Dispatcher:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self._purge_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._purge_task, 5)
         if self._writer_task is not None:
             self._writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -185,7 +189,7 @@ class Dispatcher:
                 full = len(batch) == limit
             if self.store.postgres and (self._listener is None or self._listener.is_closed()):
                 await self._listen()
-            await self._maybe_purge()
+            self._maybe_purge()
             if full and not self.stopping:
                 await asyncio.sleep(0)
                 continue
@@ -313,17 +317,20 @@ class Dispatcher:
                 raise
 
     # ------------------------------------------------------------------ retention
-    async def _maybe_purge(self) -> None:
+    def _maybe_purge(self) -> None:
+        """Start a retention pass now and then, beside the claim loop (deletes must not stall claims)."""
         now = time.time()
-        if now < self._next_retention:
+        if now < self._next_retention or (self._purge_task is not None and not self._purge_task.done()):
             return
         self._next_retention = now + RETENTION_EVERY
-        cutoff = now - self.settings.retention_days * 86400
+        self._purge_task = asyncio.create_task(self._purge(now - self.settings.retention_days * 86400))
+
+    async def _purge(self, cutoff: float) -> None:
         try:
             for _ in range(RETENTION_BATCHES):
-                if not await self.outbox.purge(cutoff):
+                if self.stopping or not await self.outbox.purge(cutoff):
                     break
-                await asyncio.sleep(0)
+                await asyncio.sleep(0.05)
         except Exception as exc:
             log.warning("retention_failed", error=repr(exc))
 
