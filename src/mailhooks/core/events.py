@@ -11,6 +11,7 @@ after re-enabling sends them.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ MAX_ID_LENGTH = 128
 MAX_STRING = 4096
 MAX_TIMESTAMP = 1e11
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: ids travel in headers and logs
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 OBJECT_FIELDS = ("message", "user-variables", "delivery-status", "geolocation", "client-info", "envelope",
                  "flags", "storage")
@@ -86,7 +88,7 @@ def _check_item(item: object, prefix: str, errors: dict[str, list[str]]) -> Inco
     before = sum(len(v) for v in errors.values())
     event_id = item.get("id")
     if event_id is not None and (not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LENGTH
-                                 or any(ord(c) < 32 or ord(c) == 127 for c in event_id)):
+                                 or _CONTROL.search(event_id) is not None):
         bad("id", f"The id must be a non-empty string of at most {MAX_ID_LENGTH} printable characters.")
     domain = item.get("domain")
     if not isinstance(domain, str) or not domain.strip():

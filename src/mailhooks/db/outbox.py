@@ -3,8 +3,8 @@ reads behind the native API.
 
 Every hot path is a constant number of statements per *batch*, never per delivery:
 
-- ingest: one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` for events (idempotency), one
-  multi-row INSERT for their deliveries, in one transaction (plus ``pg_notify`` on PostgreSQL);
+- ingest: one batched ``INSERT … ON CONFLICT DO NOTHING RETURNING`` for events (idempotency), one
+  batched INSERT for their deliveries, in one transaction (plus ``pg_notify`` on PostgreSQL);
 - claim: PostgreSQL runs one statement (``FOR UPDATE SKIP LOCKED`` in a CTE, ``UPDATE … RETURNING``,
   joined to the event payload, webhook, signing key and domain secret); SQLite runs a single-statement
   ``UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`` and one joined SELECT in the same ``BEGIN
@@ -37,8 +37,6 @@ from mailhooks.db.store import Store
 
 NOTIFY_CHANNEL = "mailhooks_deliveries"
 QUEUE = (PENDING, DELIVERING)
-# Rows per multi-row INSERT: stays far below both drivers' bind-parameter limits.
-INSERT_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,19 +112,19 @@ class Outbox:
             return []
         dialect_insert = pg_insert if self.postgres else sqlite_insert
         inserted: dict[tuple[int, str], int] = {}
+        # executemany of one cached statement: SQLAlchemy renders the batches itself ("insertmanyvalues"),
+        # instead of compiling a fresh multi-row VALUES statement for every request.
+        stmt = (
+            dialect_insert(t.events)
+            .on_conflict_do_nothing(index_elements=["domain_id", "event_id"])
+            .returning(t.events.c.id, t.events.c.domain_id, t.events.c.event_id)
+        )
+        params = [{"event_id": e.event_id, "account_id": e.account_id, "domain_id": e.domain_id,
+                   "event_type": e.event_type, "occurred_at": e.occurred_at, "received_at": e.received_at,
+                   "payload": e.payload} for e in events]
         async with self.store.write() as conn:
-            for start in range(0, len(events), INSERT_CHUNK):
-                chunk = events[start:start + INSERT_CHUNK]
-                stmt = (
-                    dialect_insert(t.events)
-                    .values([{"event_id": e.event_id, "account_id": e.account_id, "domain_id": e.domain_id,
-                              "event_type": e.event_type, "occurred_at": e.occurred_at, "received_at": e.received_at,
-                              "payload": e.payload} for e in chunk])
-                    .on_conflict_do_nothing(index_elements=["domain_id", "event_id"])
-                    .returning(t.events.c.id, t.events.c.domain_id, t.events.c.event_id)
-                )
-                for row in await conn.execute(stmt):
-                    inserted[(row.domain_id, row.event_id)] = row.id
+            for row in await conn.execute(stmt, params):
+                inserted[(row.domain_id, row.event_id)] = row.id
             rows: list[dict[str, Any]] = []
             new_flags: list[bool] = []
             for event, event_targets in zip(events, targets, strict=True):
@@ -143,8 +141,8 @@ class Outbox:
                         "last_error": target.disabled_reason, "created_at": event.received_at,
                         "updated_at": event.received_at,
                     })
-            for start in range(0, len(rows), INSERT_CHUNK):
-                await conn.execute(insert(t.deliveries).values(rows[start:start + INSERT_CHUNK]))
+            if rows:
+                await conn.execute(insert(t.deliveries), rows)
             if self.postgres and any(r["status"] == PENDING for r in rows):
                 await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
         return new_flags
