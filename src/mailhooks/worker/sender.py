@@ -6,6 +6,7 @@ was checked (no DNS rebinding between check and connect). Redirects are never fo
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import time
@@ -63,6 +64,14 @@ class SendResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+@functools.lru_cache(maxsize=4096)
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
 class Sender:
     """Owns the connection pool. Create inside a running event loop; ``close()`` when done."""
 
@@ -79,12 +88,8 @@ class Sender:
 
     def _check_literal(self, url: str) -> None:
         """aiohttp never asks the resolver about an IP-literal host, so the policy is applied here."""
-        host = urlsplit(url).hostname or ""
-        try:
-            address = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            return
-        if not self.policy.address_allowed(address):
+        address = _literal_address(urlsplit(url).hostname or "")
+        if address is not None and not self.policy.address_allowed(address):
             raise TargetRefused(
                 f"The url resolves to a private or loopback address ({address}), which is not allowed.")
 
