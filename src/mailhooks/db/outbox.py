@@ -36,7 +36,8 @@ from mailhooks.db import schema as t
 from mailhooks.db.store import Store
 
 NOTIFY_CHANNEL = "mailhooks_deliveries"
-QUEUE = (PENDING, DELIVERING)
+# Written out literally (not as bound parameters) so that both planners can match the partial index.
+IN_QUEUE = text("status IN ('pending', 'delivering')")
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +278,7 @@ class Outbox:
         async with self.store.read() as conn:
             row = (await conn.execute(
                 select(func.count(), func.min(d.c.next_attempt_at))
-                .where(d.c.status.in_(QUEUE), d.c.next_attempt_at <= now))).one()
+                .where(IN_QUEUE, d.c.next_attempt_at <= now))).one()
         return int(row[0]), row[1]
 
     # ------------------------------------------------------------------ native API reads and actions

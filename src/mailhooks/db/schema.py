@@ -102,7 +102,7 @@ events = Table(
     Column("received_at", Float, nullable=False),
     Column("payload", Text, nullable=False),  # canonical event-data JSON
     UniqueConstraint("domain_id", "event_id", name="uq_events_domain_event"),
-    Index("ix_events_account_received", "account_id", "received_at"),
+    Index("ix_events_account_id", "account_id", "id"),  # the native API lists newest first by id
     Index("ix_events_received", "received_at"),  # retention
 )
 
@@ -133,7 +133,7 @@ deliveries = Table(
     ),
     Index("ix_deliveries_domain_status", "domain_id", "status"),
     Index("ix_deliveries_created", "created_at"),  # retention
-    Index("ix_deliveries_account_created", "account_id", "created_at"),
+    Index("ix_deliveries_account_id", "account_id", "id"),  # the native API lists newest first by id
 )
 
 attempts = Table(
