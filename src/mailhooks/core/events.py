@@ -215,19 +215,34 @@ def unique_events(events: Sequence[NewEvent]) -> list[NewEvent]:
 class Intake:
     """Accepts events for an account: validate, resolve domains, fan out, store (one transaction)."""
 
+    # Domains are never deleted or moved between accounts, so a found domain can be remembered;
+    # a miss is not cached (the domain may be added a moment later).
+    DOMAIN_CACHE_SECONDS = 60.0
+
     def __init__(self, store: Store, outbox: Outbox) -> None:
         self.store = store
         self.outbox = outbox
+        self._domains: dict[tuple[int, str], tuple[float, Domain]] = {}
+
+    async def _domain(self, account: Account, name: str) -> Domain:
+        now = time.monotonic()
+        cached = self._domains.get((account.id, name))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await self.store.get_domain(account.id, name)
+        if found is None:
+            raise DomainNotFound()
+        if len(self._domains) > 10_000:
+            self._domains.clear()
+        self._domains[(account.id, name)] = (now + self.DOMAIN_CACHE_SECONDS, found)
+        return found
 
     async def ingest(self, account: Account, body: object) -> tuple[list[str], bool, int]:
         """Return the event ids in request order, whether the body was an array, and how many were new."""
         items, many = parse_events(body)
         domains: dict[str, Domain] = {}
         for name in {item.domain for item in items}:
-            found = await self.store.get_domain(account.id, name)
-            if found is None:
-                raise DomainNotFound()
-            domains[name] = found
+            domains[name] = await self._domain(account, name)
         events = build_events(account, items, domains)
         unique = unique_events(events)
         hooks = await self.outbox.webhooks_for(account.id, [d.id for d in domains.values()],

@@ -19,7 +19,9 @@ the state another worker recorded.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,7 @@ from mailhooks.db import schema as t
 from mailhooks.db.store import Store
 
 NOTIFY_CHANNEL = "mailhooks_deliveries"
+GROUP_COMMIT_MAX = 5000  # events per combined ingest transaction
 # Written out literally (not as bound parameters) so that both planners can match the partial index.
 IN_QUEUE = text("status IN ('pending', 'delivering')")
 
@@ -102,15 +105,51 @@ class Outbox:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.postgres = store.postgres
+        self._ingest_queue: deque[tuple[Sequence[NewEvent], Sequence[Sequence[Target]],
+                                        asyncio.Future[list[bool]]]] = deque()
+        self._ingest_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ ingest
     async def ingest(self, events: Sequence[NewEvent], targets: Sequence[Sequence[Target]]) -> list[bool]:
-        """Store new events and their deliveries in one transaction; ``True`` per event that was new.
+        """Store new events and their deliveries durably; ``True`` per event that was new.
 
-        A repeated (domain, id) is left alone and gets no deliveries: ingest is idempotent.
+        A repeated (domain, id) is left alone and gets no deliveries: ingest is idempotent. Requests
+        arriving while a write is under way are combined into the next transaction (group commit):
+        each caller still returns only once its events are committed, but many small requests share
+        one transaction instead of queueing for the writer one by one.
         """
         if not events:
             return []
+        future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+        self._ingest_queue.append((events, targets, future))
+        if self._ingest_task is None or self._ingest_task.done():
+            self._ingest_task = asyncio.create_task(self._ingest_writer())
+        return await asyncio.shield(future)
+
+    async def _ingest_writer(self) -> None:
+        while self._ingest_queue:
+            queued: list[tuple[Sequence[NewEvent], Sequence[Sequence[Target]], asyncio.Future[list[bool]]]] = []
+            count = 0
+            while self._ingest_queue and (not queued or count + len(self._ingest_queue[0][0]) <= GROUP_COMMIT_MAX):
+                item = self._ingest_queue.popleft()
+                queued.append(item)
+                count += len(item[0])
+            events = [e for item in queued for e in item[0]]
+            targets = [t_ for item in queued for t_ in item[1]]
+            try:
+                flags = await self._ingest_now(events, targets)
+            except Exception as exc:
+                for _, _, future in queued:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for item_events, _, future in queued:
+                if not future.done():
+                    future.set_result(flags[start:start + len(item_events)])
+                start += len(item_events)
+
+    async def _ingest_now(self, events: Sequence[NewEvent], targets: Sequence[Sequence[Target]]) -> list[bool]:
         dialect_insert = pg_insert if self.postgres else sqlite_insert
         inserted: dict[tuple[int, str], int] = {}
         # executemany of one cached statement: SQLAlchemy renders the batches itself ("insertmanyvalues"),
