@@ -50,6 +50,8 @@ FLUSH_MAX = 1000  # at most this many outcomes per write transaction
 RETENTION_EVERY = 60.0
 RETENTION_BATCHES = 20
 DB_BACKOFF_MAX = 5.0
+LISTEN_TIMEOUT = 5.0
+LISTEN_RETRY = 5.0  # seconds between attempts to re-establish LISTEN
 
 
 def message_id(delivery_id: int) -> str:
@@ -86,6 +88,7 @@ class Dispatcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._listener: Any = None
+        self._next_listen = 0.0
         self._next_retention = time.time() + 5.0  # first pass shortly after start
         self._purge_task: asyncio.Task[None] | None = None
 
@@ -156,9 +159,10 @@ class Dispatcher:
         """LISTEN on the ingest channel with a dedicated asyncpg connection (polling covers any gap)."""
         import asyncpg
 
+        self._next_listen = time.monotonic() + LISTEN_RETRY
         dsn = make_url(self.store.url).set(drivername="postgresql").render_as_string(hide_password=False)
         try:
-            self._listener = await asyncpg.connect(dsn)
+            self._listener = await asyncpg.connect(dsn, timeout=LISTEN_TIMEOUT)
             await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_args: self.wake_event.set())
         except Exception as exc:
             log.warning("dispatcher_listen_failed", error=repr(exc))
@@ -187,8 +191,9 @@ class Dispatcher:
                 if batch:
                     self._start(batch)
                 full = len(batch) == limit
-            if self.store.postgres and (self._listener is None or self._listener.is_closed()):
-                await self._listen()
+            if self.store.postgres and (self._listener is None or self._listener.is_closed()) \
+                    and time.monotonic() >= self._next_listen:
+                await self._listen()  # polling covers the gap until LISTEN is back
             self._maybe_purge()
             if full and not self.stopping:
                 await asyncio.sleep(0)
