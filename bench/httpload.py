@@ -36,7 +36,8 @@ async def load(url: str, count: int, concurrency: int, headers: dict[str, str], 
         started = time.perf_counter()
         await asyncio.gather(*(lane() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-    return {"count": count, "seconds": seconds, "rate": count / seconds, "statuses": {str(k): v for k, v in statuses.items()}}
+    return {"count": count, "seconds": seconds, "rate": count / seconds,
+            "statuses": {str(k): v for k, v in statuses.items()}}
 
 
 def auth_header(user_key: str | None) -> dict[str, str]:
