@@ -11,6 +11,9 @@
    backlog divided by the time from process start until the receiver has counted them all, and
    ``steady_deliveries_per_s`` the same from the first arrival on (without process start-up).
 
+3. Latency (``--latency-rate R``, ``serve`` only): after the drain, single events at R/s for
+   ``--latency-seconds``; p50/p95/p99 from ingest acknowledgement to arrival at the receiver.
+
 Starts and stops everything it needs (fresh database: a temp SQLite file, or a new PostgreSQL database
 through ``--pg-admin``); every wait is bounded. Prints one JSON line.
 """
@@ -119,6 +122,40 @@ async def received(port: int) -> int:
         return int((await r.json())["received"])
 
 
+async def latency(url: str, key: str, domain: str, rport: int, rate: float, seconds: float) -> dict[str, Any]:
+    """Open loop: one event every 1/rate s; latency = receiver arrival - ingest acknowledgement."""
+    wait_http(url.replace("/v1/events", "/healthz"))
+    run_id = "lat" + uuid.uuid4().hex[:6]
+    acked: dict[str, float] = {}
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async def one(i: int) -> None:
+            async with session.post(url, data=orjson.dumps(event(i, domain, run_id))) as response:
+                await response.read()
+                acked[f"{run_id}-{i}"] = time.time()
+
+        tasks = []
+        started = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        await asyncio.sleep(2)
+        async with session.get(f"http://127.0.0.1:{rport}/arrivals") as response:
+            arrivals = orjson.loads(await response.read())
+    lat = sorted(max(0.0, arrivals[k] - t) * 1000 for k, t in acked.items() if k in arrivals)
+    if not lat:
+        return {"latency_missing": len(acked)}
+
+    def pct(p: float) -> float:
+        return round(lat[min(len(lat) - 1, int(p * len(lat)))], 1)
+
+    return {"latency_rate": rate, "latency_ms_p50": pct(0.5), "latency_ms_p95": pct(0.95),
+            "latency_ms_p99": pct(0.99), "latency_missing": len(acked) - len(lat)}
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="mailhooks-bench-"))
     pg_name = None
@@ -141,8 +178,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     procs: list[subprocess.Popen[bytes]] = []
     result: dict[str, Any] = {"db": args.db, "events": args.events, "workers": args.workers}
     try:
-        receiver = start([sys.executable, str(ROOT / "bench" / "receiver.py"), "--port", str(rport)], env,
-                         tmp / "receiver.log")
+        receiver = start([sys.executable, str(ROOT / "bench" / "receiver.py"), "--port", str(rport)]
+                         + (["--track"] if args.latency_rate else []), env, tmp / "receiver.log")
         procs.append(receiver)
         key, domain = await provision(db_url, f"http://127.0.0.1:{rport}/hook")
         api = start([str(BIN / "mailhooks"), "api", "--port", str(aport)], env, tmp / "api.log")
@@ -188,6 +225,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if first is not None and ended > first[0]:
             # from the first arrival on: what the dispatcher sustains once the process is up
             result["steady_deliveries_per_s"] = round((count - first[1]) / (ended - first[0]))
+        if args.latency_rate and args.workers == 0:
+            result.update(await latency(f"http://127.0.0.1:{aport}/v1/events", key, domain, rport,
+                                        args.latency_rate, args.latency_seconds))
         result["logs"] = str(tmp)
         return result
     finally:
@@ -212,6 +252,9 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=0, help="0 = mailhooks serve; N = N mailhooks workers")
     parser.add_argument("--timeout", type=float, default=180)
+    parser.add_argument("--latency-rate", type=float, default=0,
+                        help="after the drain (serve only): ingest single events at this rate, report p50/p95/p99")
+    parser.add_argument("--latency-seconds", type=float, default=10)
     parser.add_argument("--pg-admin", default=os.environ.get("MAILHOOKS_TEST_PG",
                                                              "postgresql://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args()
