@@ -84,7 +84,9 @@ def test_fan_out_rules() -> None:
         _hook(6, "https://d", 7, deleted=True),
         _hook(7, "https://e", 7, disabled=True),  # kept, written as failed
     ]
-    targets = targets_for("delivered", 7, hooks)
+    foreign = Webhook(id=8, guid="8", account_id=2, domain_id=None, event_type="delivered", url="https://f",
+                      payload_format="mailgun", group_id=None, description=None, created_at=0, modified_at=0)
+    targets = targets_for("delivered", 1, 7, [*hooks, foreign])  # another account's rows never match
     assert [(t.webhook_id, t.disabled_reason is not None) for t in targets] == [(2, False), (3, False), (7, True)]
 
 

@@ -181,10 +181,10 @@ def build_events(
     return out
 
 
-def targets_for(event_type: str, domain_id: int, webhooks: Iterable[Webhook]) -> list[Target]:
+def targets_for(event_type: str, account_id: int, domain_id: int, webhooks: Iterable[Webhook]) -> list[Target]:
     """The fan-out rule for one event (see the module docstring)."""
     candidates = [w for w in webhooks if w.deleted_at is None and w.event_type == event_type
-                  and (w.domain_id == domain_id or w.domain_id is None)]
+                  and w.account_id == account_id and (w.domain_id == domain_id or w.domain_id is None)]
     candidates.sort(key=lambda w: (w.domain_id is None, w.id))
     seen: set[tuple[str, str]] = set()
     out: list[Target] = []
@@ -213,7 +213,8 @@ def unique_events(events: Sequence[NewEvent]) -> list[NewEvent]:
 
 
 class Intake:
-    """Accepts events for an account: validate, resolve domains, fan out, store (one transaction)."""
+    """Accepts events for an account: validate, resolve domains, store with the fan-out of
+    ``targets_for`` (one transaction, see ``db.outbox``)."""
 
     # Domains are never deleted or moved between accounts, so a found domain can be remembered;
     # a miss is not cached (the domain may be added a moment later).
@@ -244,9 +245,5 @@ class Intake:
         for name in {item.domain for item in items}:
             domains[name] = await self._domain(account, name)
         events = build_events(account, items, domains)
-        unique = unique_events(events)
-        hooks = await self.outbox.webhooks_for(account.id, [d.id for d in domains.values()],
-                                               [e.event_type for e in unique])
-        targets = [targets_for(e.event_type, e.domain_id, hooks) for e in unique]
-        flags = await self.outbox.ingest(unique, targets)
+        flags = await self.outbox.ingest(unique_events(events))
         return [e.event_id for e in events], many, sum(flags)

@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mailhooks.core.events import NewEvent, Target
+from mailhooks.core.events import NewEvent, targets_for
 from mailhooks.core.models import Webhook
 from mailhooks.core.retry import DELIVERING, FAILED, FINISHED, PENDING
 from mailhooks.db import schema as t
@@ -105,51 +105,49 @@ class Outbox:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.postgres = store.postgres
-        self._ingest_queue: deque[tuple[Sequence[NewEvent], Sequence[Sequence[Target]],
-                                        asyncio.Future[list[bool]]]] = deque()
+        self._ingest_queue: deque[tuple[Sequence[NewEvent], asyncio.Future[list[bool]]]] = deque()
         self._ingest_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ ingest
-    async def ingest(self, events: Sequence[NewEvent], targets: Sequence[Sequence[Target]]) -> list[bool]:
-        """Store new events and their deliveries durably; ``True`` per event that was new.
+    async def ingest(self, events: Sequence[NewEvent]) -> list[bool]:
+        """Store new events with one delivery per target, durably; ``True`` per event that was new.
 
-        A repeated (domain, id) is left alone and gets no deliveries: ingest is idempotent. Requests
-        arriving while a write is under way are combined into the next transaction (group commit):
-        each caller still returns only once its events are committed, but many small requests share
-        one transaction instead of queueing for the writer one by one.
+        A repeated (domain, id) is left alone and gets no deliveries: ingest is idempotent. The
+        targets are read inside the same transaction (``core.events.targets_for`` decides), so an
+        event sees a consistent set of subscriptions. Requests arriving while a write is under way
+        are combined into the next transaction (group commit): each caller still returns only once
+        its events are committed, but many small requests share one transaction and one lookup.
         """
         if not events:
             return []
         future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
-        self._ingest_queue.append((events, targets, future))
+        self._ingest_queue.append((events, future))
         if self._ingest_task is None or self._ingest_task.done():
             self._ingest_task = asyncio.create_task(self._ingest_writer())
         return await asyncio.shield(future)
 
     async def _ingest_writer(self) -> None:
         while self._ingest_queue:
-            queued: list[tuple[Sequence[NewEvent], Sequence[Sequence[Target]], asyncio.Future[list[bool]]]] = []
+            queued: list[tuple[Sequence[NewEvent], asyncio.Future[list[bool]]]] = []
             count = 0
             while self._ingest_queue and (not queued or count + len(self._ingest_queue[0][0]) <= GROUP_COMMIT_MAX):
                 item = self._ingest_queue.popleft()
                 queued.append(item)
                 count += len(item[0])
-            events = [e for item in queued for e in item[0]]
-            targets = [t_ for item in queued for t_ in item[1]]
             try:
-                flags = await self._ingest_now(events, targets)
+                flags = await self._ingest_now([e for item in queued for e in item[0]])
             except Exception as exc:
-                for _, _, future in queued:
+                for _, future in queued:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             start = 0
-            for item_events, _, future in queued:
+            for item_events, future in queued:
                 if not future.done():
                     future.set_result(flags[start:start + len(item_events)])
                 start += len(item_events)
 
-    async def _ingest_now(self, events: Sequence[NewEvent], targets: Sequence[Sequence[Target]]) -> list[bool]:
+    async def _ingest_now(self, events: Sequence[NewEvent]) -> list[bool]:
         dialect_insert = pg_insert if self.postgres else sqlite_insert
         inserted: dict[tuple[int, str], int] = {}
         # executemany of one cached statement: SQLAlchemy renders the batches itself ("insertmanyvalues"),
@@ -165,14 +163,16 @@ class Outbox:
         async with self.store.write() as conn:
             for row in await conn.execute(stmt, params):
                 inserted[(row.domain_id, row.event_id)] = row.id
+            hooks = await self._webhooks(conn, {e.account_id for e in events}, {e.domain_id for e in events},
+                                         {e.event_type for e in events}) if inserted else []
             rows: list[dict[str, Any]] = []
             new_flags: list[bool] = []
-            for event, event_targets in zip(events, targets, strict=True):
+            for event in events:
                 pk = inserted.pop((event.domain_id, event.event_id), None)
                 new_flags.append(pk is not None)
                 if pk is None:
                     continue
-                for target in event_targets:
+                for target in targets_for(event.event_type, event.account_id, event.domain_id, hooks):
                     disabled = target.disabled_reason is not None
                     rows.append({
                         "event_pk": pk, "webhook_id": target.webhook_id, "account_id": event.account_id,
@@ -423,15 +423,13 @@ class Outbox:
                 .values(disabled_at=None, disabled_reason=None, failing_since=None, modified_at=time.time()))
         return bool(result.rowcount)
 
-    async def webhooks_for(self, account_id: int, domain_ids: Sequence[int], event_types: Sequence[str]
-                           ) -> list[Webhook]:
-        """Fan-out candidates: the account's domain-level rows for these domains and its account-level rows."""
+    @staticmethod
+    async def _webhooks(conn: AsyncConnection, account_ids: set[int], domain_ids: set[int],
+                        event_types: set[str]) -> list[Webhook]:
+        """Fan-out candidates: these accounts' rows for these domains, and their account-level rows."""
         w = t.webhooks.c
         query = select(t.webhooks).where(
-            w.account_id == account_id, w.deleted_at.is_(None), w.event_type.in_(sorted(set(event_types))),
-            or_(w.domain_id.is_(None), w.domain_id.in_(sorted(set(domain_ids)))),
+            w.account_id.in_(sorted(account_ids)), w.deleted_at.is_(None), w.event_type.in_(sorted(event_types)),
+            or_(w.domain_id.is_(None), w.domain_id.in_(sorted(domain_ids))),
         )
-        async with self.store.read() as conn:
-            return [Webhook(**row._mapping) for row in await conn.execute(query)]
-
-
+        return [Webhook(**row._mapping) for row in await conn.execute(query)]
