@@ -141,3 +141,18 @@ async def test_retention_purges_finished_rows_only(store: Store) -> None:
     rows = await outbox.list_deliveries(account.id)
     assert len(rows) == 2 and {r["status"] for r in rows} == {"delivering"}
     assert len(await outbox.list_events(account.id, None, None, None, None, 100)) == 2
+
+
+async def test_group_commit_keeps_ingest_idempotent(store: Store) -> None:
+    """Requests combined into one transaction: the same ids from two requests are stored once."""
+    outbox = Outbox(store)
+    await drain_other_tenants(outbox)
+    account, domain, _ = await setup(store, urls=2)
+    intake = Intake(store, outbox)
+    body = [{"id": f"same-{i}", "domain": domain.name, "event": "delivered", "recipient": "a@x.example"}
+            for i in range(50)]
+    results = await asyncio.gather(*(intake.ingest(account, body) for _ in range(4)),
+                                   intake.ingest(account, body[:1] * 3))
+    assert sum(new for _, _, new in results) == 50
+    assert all(ids == [f"same-{i}" for i in range(50)] for ids, _, _ in results[:4])
+    assert len(await outbox.list_deliveries(account.id, limit=1000)) == 100
