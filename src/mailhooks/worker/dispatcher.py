@@ -249,7 +249,7 @@ class Dispatcher:
                 body, headers = prepared.render(job.signing_key, message_id(job.id))
                 result = await self.sender.post(job.url, body, headers)
                 self.sent += 1
-            self._finish(self._outcome(job, result))
+            self._finish(self._outcome(job, result, headers))
         except asyncio.CancelledError:
             self.releases.append(job.id)
             raise
@@ -268,7 +268,7 @@ class Dispatcher:
             if len(self.in_flight) <= self.capacity - max(1, min(self.batch_size, self.capacity) // 4):
                 self.wake_event.set()
 
-    def _outcome(self, job: Claimed, result: SendResult) -> Outcome:
+    def _outcome(self, job: Claimed, result: SendResult, headers: dict[str, str] | None = None) -> Outcome:
         number = job.attempts + 1
         refused = bool(result.error and result.error.startswith("refused"))
         decision = decide(attempt_number=number, status_code=result.status_code, error=result.error,
@@ -279,7 +279,9 @@ class Dispatcher:
         attempt = {
             "delivery_id": job.id, "number": number, "started_at": result.started_at,
             "duration_ms": round(result.duration_ms, 3), "status_code": result.status_code,
-            "response_excerpt": result.excerpt or None, "error": result.error, "request_headers": None,
+            "response_excerpt": result.excerpt or None, "error": result.error,
+            # What was sent, for the dashboard: signatures, never the keys that made them.
+            "request_headers": orjson.dumps(headers).decode() if headers else None,
         }
         error = result.error if result.error else (None if result.ok else f"HTTP {result.status_code}")
         return Outcome(
