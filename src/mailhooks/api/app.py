@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailhooks.api import kirim, mailgun, native
+from mailhooks.api import kirim, mailgun, native, ui
 from mailhooks.api.auth import RateLimited, Unauthorized
 from mailhooks.api.bodies import BodyLimit
 from mailhooks.api.ratelimit import RateLimiter
@@ -98,6 +98,18 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return error_response(request.url.path, 500, "Internal server error", kirim_message=KIRIM_SERVER_ERROR)
 
 
+def _html_under_ui(handler: Callable[[Request, Exception], Awaitable[Response]]
+                   ) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The dashboard (``/ui``) answers every error as a page; the API paths keep their dialect's shape."""
+
+    async def wrapped(request: Request, exc: Exception) -> Response:
+        if ui.is_ui_path(request.url.path):
+            return await ui.html_error(request, exc)
+        return await handler(request, exc)
+
+    return wrapped
+
+
 def build_services(settings: Settings) -> Services:
     store = Store(settings.database_url)
     policy = TargetPolicy(settings.allow_private_targets, settings.allowed_cidrs)
@@ -141,12 +153,13 @@ def create_app(settings: Settings | None = None, on_start: list[Hook] | None = N
     app.include_router(mailgun.router)
     app.include_router(kirim.router)
     app.include_router(native.router)
-    app.add_exception_handler(CoreError, _core_error)
-    app.add_exception_handler(Unauthorized, _unauthorized)
-    app.add_exception_handler(RateLimited, _rate_limited)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _request_validation)
-    app.add_exception_handler(Exception, _server_error)
+    ui.install(app)
+    app.add_exception_handler(CoreError, _html_under_ui(_core_error))
+    app.add_exception_handler(Unauthorized, _html_under_ui(_unauthorized))
+    app.add_exception_handler(RateLimited, _html_under_ui(_rate_limited))
+    app.add_exception_handler(StarletteHTTPException, _html_under_ui(_http_error))
+    app.add_exception_handler(RequestValidationError, _html_under_ui(_request_validation))
+    app.add_exception_handler(Exception, _html_under_ui(_server_error))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     def openapi() -> dict[str, Any]:
