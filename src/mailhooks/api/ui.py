@@ -465,12 +465,18 @@ def _domain_path(domain: Domain) -> str:
     return f"{PREFIX}/domains/{domain.name}"
 
 
-DomainName = PathParam(..., max_length=253)
-Guid = PathParam(..., max_length=64)
+
+
+def _name_param() -> Any:
+    return PathParam(..., max_length=253)  # a fresh one per route: FastAPI binds a Param to one argument
+
+
+def _guid_param() -> Any:
+    return PathParam(..., max_length=64)
 
 
 @router.get("/domains/{name}")
-async def domain_page(request: Request, name: str = DomainName, session: Session = Depends(current_session),
+async def domain_page(request: Request, name: str = _name_param(), session: Session = Depends(current_session),
                       svc: Services = Depends(services)) -> Response:
     domain = await _domain(svc, session, name)
     # A domain has at most 3 URLs x 13 event types: the rules bound this list, no paging needed.
@@ -490,7 +496,7 @@ def _form_error(request: Request, exc: CoreError, to: str) -> Response:
 
 
 @router.post("/domains/{name}/webhooks")
-async def create_domain_webhook(request: Request, name: str = DomainName,
+async def create_domain_webhook(request: Request, name: str = _name_param(),
                                 session: Session = Depends(current_session),
                                 svc: Services = Depends(services)) -> Response:
     form = await form_of(request, session)
@@ -508,7 +514,7 @@ async def create_domain_webhook(request: Request, name: str = DomainName,
 
 
 @router.get("/domains/{name}/webhooks/{guid}")
-async def edit_domain_webhook_form(request: Request, name: str = DomainName, guid: str = Guid,
+async def edit_domain_webhook_form(request: Request, name: str = _name_param(), guid: str = _guid_param(),
                                    session: Session = Depends(current_session),
                                    svc: Services = Depends(services)) -> Response:
     domain = await _domain(svc, session, name)
@@ -518,7 +524,7 @@ async def edit_domain_webhook_form(request: Request, name: str = DomainName, gui
 
 
 @router.post("/domains/{name}/webhooks/{guid}")
-async def edit_domain_webhook(request: Request, name: str = DomainName, guid: str = Guid,
+async def edit_domain_webhook(request: Request, name: str = _name_param(), guid: str = _guid_param(),
                               session: Session = Depends(current_session),
                               svc: Services = Depends(services)) -> Response:
     form = await form_of(request, session)
@@ -532,7 +538,7 @@ async def edit_domain_webhook(request: Request, name: str = DomainName, guid: st
 
 
 @router.post("/domains/{name}/webhooks/{guid}/delete")
-async def delete_domain_webhook(request: Request, name: str = DomainName, guid: str = Guid,
+async def delete_domain_webhook(request: Request, name: str = _name_param(), guid: str = _guid_param(),
                                 session: Session = Depends(current_session),
                                 svc: Services = Depends(services)) -> Response:
     await form_of(request, session)
@@ -542,7 +548,7 @@ async def delete_domain_webhook(request: Request, name: str = DomainName, guid: 
 
 
 @router.post("/domains/{name}/webhooks/{guid}/test")
-async def test_domain_webhook(request: Request, name: str = DomainName, guid: str = Guid,
+async def test_domain_webhook(request: Request, name: str = _name_param(), guid: str = _guid_param(),
                               session: Session = Depends(current_session),
                               svc: Services = Depends(services)) -> Response:
     await form_of(request, session)
@@ -554,7 +560,7 @@ async def test_domain_webhook(request: Request, name: str = DomainName, guid: st
 
 
 @router.post("/domains/{name}/webhooks/{guid}/enable")
-async def enable_domain_webhook(request: Request, name: str = DomainName, guid: str = Guid,
+async def enable_domain_webhook(request: Request, name: str = _name_param(), guid: str = _guid_param(),
                                 session: Session = Depends(current_session),
                                 svc: Services = Depends(services)) -> Response:
     await form_of(request, session)
@@ -621,7 +627,7 @@ async def create_account_webhook(request: Request, session: Session = Depends(cu
 
 
 @router.get("/webhooks/{group_id}")
-async def edit_account_webhook_form(request: Request, group_id: str = Guid,
+async def edit_account_webhook_form(request: Request, group_id: str = _guid_param(),
                                     session: Session = Depends(current_session),
                                     svc: Services = Depends(services)) -> Response:
     group = _group(await svc.subscriptions.account_group(session.account, group_id))
@@ -630,7 +636,8 @@ async def edit_account_webhook_form(request: Request, group_id: str = Guid,
 
 
 @router.post("/webhooks/{group_id}")
-async def edit_account_webhook(request: Request, group_id: str = Guid, session: Session = Depends(current_session),
+async def edit_account_webhook(request: Request, group_id: str = _guid_param(),
+                               session: Session = Depends(current_session),
                                svc: Services = Depends(services)) -> Response:
     form = await form_of(request, session)
     await svc.subscriptions.account_group(session.account, group_id)
@@ -643,7 +650,8 @@ async def edit_account_webhook(request: Request, group_id: str = Guid, session: 
 
 
 @router.post("/webhooks/{group_id}/delete")
-async def delete_account_webhook(request: Request, group_id: str = Guid, session: Session = Depends(current_session),
+async def delete_account_webhook(request: Request, group_id: str = _guid_param(),
+                                 session: Session = Depends(current_session),
                                  svc: Services = Depends(services)) -> Response:
     await form_of(request, session)
     group = _group(await svc.subscriptions.account_group(session.account, group_id))
@@ -652,7 +660,8 @@ async def delete_account_webhook(request: Request, group_id: str = Guid, session
 
 
 @router.post("/webhooks/{group_id}/test")
-async def test_account_webhook(request: Request, group_id: str = Guid, session: Session = Depends(current_session),
+async def test_account_webhook(request: Request, group_id: str = _guid_param(),
+                               session: Session = Depends(current_session),
                                svc: Services = Depends(services)) -> Response:
     await form_of(request, session)
     group = _group(await svc.subscriptions.account_group(session.account, group_id))
@@ -663,7 +672,8 @@ async def test_account_webhook(request: Request, group_id: str = Guid, session: 
 
 
 @router.post("/webhooks/{group_id}/enable")
-async def enable_account_webhook(request: Request, group_id: str = Guid, session: Session = Depends(current_session),
+async def enable_account_webhook(request: Request, group_id: str = _guid_param(),
+                                 session: Session = Depends(current_session),
                                  svc: Services = Depends(services)) -> Response:
     await form_of(request, session)
     group = _group(await svc.subscriptions.account_group(session.account, group_id))
