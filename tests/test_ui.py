@@ -200,7 +200,6 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
     attempts = page.locator("#attempts li")
     assert attempts.count() == 3
     assert all("HTTP 500" in text for text in attempts.all_text_contents())
-    attempts.first.locator("summary").click()
     headers = attempts.first.locator("table.headers").text_content() or ""
     assert "webhook-signature" in headers and "v1," in headers and "webhook-id" in headers
     assert tenant.signing_key not in page.content()  # signatures shown, the key that made them never
@@ -257,6 +256,16 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
     for i in range(6):
         emit(app, tenant, "delivered", f"evt-bulk-{i}")
     wait_status(page, "evt-bulk-5", "succeeded")
+    # And a receiver that is down, so that the pages show failures too.
+    page.goto(f"/ui/domains/{tenant.domain}")
+    page.select_option("#new-webhook select[name=event_type]", "opened")
+    page.fill("#new-webhook input[name=url]", receiver.url("/down"))
+    page.select_option("#new-webhook select[name=payload_format]", "kirim")
+    page.click("#new-webhook button[type=submit]")
+    receiver.script("/down", [503])
+    for i in range(3):
+        emit(app, tenant, "opened", f"evt-open-{i}")
+    wait_status(page, "evt-open-2", "failed")
 
     # Account-level webhooks: create, test, edit, delete.
     page.goto("/ui/webhooks")
@@ -282,6 +291,7 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
     page.goto("/ui")
     row = page.locator("#domains tbody tr", has_text=tenant.domain)
     assert row.locator("td").nth(1).text_content().strip() == "9"  # ok-1, the retried and the recovered one, 6 bulk
+    assert row.locator("td").nth(2).text_content().strip() == "3"  # the opened ones
     assert page.locator("#chart rect.bar-ok").count() >= 1
     assert page.locator("#chart rect.bar-fail").count() >= 1
     shoot(context, app.base_url, "overview", "/ui")
@@ -289,6 +299,8 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
     shoot(context, app.base_url, "deliveries", "/ui/deliveries")
     page.goto("/ui/deliveries?status=rejected")
     assert page.locator("#deliveries tbody tr").count() == 1
+    page.goto(f"/ui/domains/{tenant.domain}")
+    assert "Failing since" in page.locator("#webhooks li", has_text="/down").text_content()
     page.goto("/ui/deliveries?event=delivered")
     assert page.locator("#deliveries tbody tr").count() == 9  # 25 per page: all of them
     page.goto("/ui/deliveries?event=delivered&status=succeeded")

@@ -96,6 +96,10 @@ def _hm(value: float) -> str:
     return datetime.fromtimestamp(value, UTC).strftime("%H:%M")
 
 
+def _hms(value: float) -> str:
+    return datetime.fromtimestamp(value, UTC).strftime("%H:%M:%S")
+
+
 def _ago(value: float | None) -> str:
     if value is None:
         return "—"
@@ -125,7 +129,7 @@ templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-templates.filters.update(ts=_ts, hm=_hm, ago=_ago, ms=_ms, pretty=_pretty)
+templates.filters.update(ts=_ts, hm=_hm, hms=_hms, ago=_ago, ms=_ms, pretty=_pretty)
 
 
 # ---------------------------------------------------------------------- signing and sessions
@@ -257,17 +261,6 @@ def redirect(request: Request, to: str, message: str | None = None, kind: str = 
         svc: Services = request.app.state.services
         _set_cookie(request, response, FLASH_COOKIE, _seal(svc, "flash", {"m": message[:600], "k": kind}), 120)
     return response
-
-
-def _back(request: Request, fallback: str) -> str:
-    """Where a form came from (only a /ui page of this host), for redirect-after-post."""
-    referer = request.headers.get("referer", "")
-    host = request.headers.get("host", "")
-    for scheme in ("http://", "https://"):
-        base = f"{scheme}{host}{PREFIX}"
-        if host and referer.startswith(base) and referer[len(base):len(base) + 1] in ("", "/", "?"):
-            return referer[len(scheme) + len(host):]
-    return fallback
 
 
 async def html_error(request: Request, exc: Exception) -> Response:
