@@ -8,6 +8,7 @@ sends them, the ``…/test`` endpoint, malformed requests) goes through raw http
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -606,3 +607,37 @@ def test_private_targets_are_refused_when_not_allowed(strict: ServerProcess, pro
         public = "http://93.184.215.14/hook"
         r = mg.domains_webhooks.create(domain=dom, data={"id": "clicked", "url": public})
         expect(r, 200, {"message": "Webhook has been created", "webhook": {"urls": [public]}})
+
+
+# ---------------------------------------------------------------------------- rules hold under concurrency
+def test_concurrent_changes_keep_the_rules(server: ServerProcess, tenant: Tenant) -> None:
+    """Many clients at once: one v3 create per type wins, a URL is never subscribed twice to a type, and no
+    type ever gets more than 3 URLs (the check and the write are one step)."""
+    base = f"/v3/domains/{tenant.domain}/webhooks"
+    v4 = f"/v4/domains/{tenant.domain}/webhooks"
+    requests: list[tuple[str, str, dict[str, str]]] = [
+        *[("POST", base, {"id": "clicked", "url": f"https://c{i}.example.com/"}) for i in range(6)],
+        *[("POST", v4, {"url": f"https://o{i}.example.com/", "event_types": "opened"}) for i in range(6)],
+        *[("POST", v4, {"url": A, "event_types": "delivered"}) for _ in range(6)],
+        *[("POST", "/v1/webhooks", {"url": f"https://a{i}.example.com/", "event_types": "accepted"})
+          for i in range(6)],
+        *[("POST", "/v1/webhooks", {"url": B, "event_types": "complained"}) for _ in range(6)],
+    ]
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=server.base_url, auth=("api", tenant.api_key), timeout=60) as client:
+            answers = await asyncio.gather(*(client.request(m, p, data=d) for m, p, d in requests))
+        return [r.status_code for r in answers]
+
+    codes = asyncio.run(burst())
+    assert sorted(codes[0:6]) == [200] + [400] * 5
+    assert sorted(codes[6:12]) == [200] * 3 + [400] * 3
+    assert sorted(codes[12:18]) == [200] + [400] * 5
+    assert sorted(codes[18:24]) == [200] * 3 + [400] * 3
+    assert sorted(codes[24:30]) == [200] + [409] * 5
+    with httpx.Client(base_url=server.base_url, auth=("api", tenant.api_key)) as http:
+        listed = http.get(base).json()["webhooks"]
+        assert len(listed["clicked"]["urls"]) == 1 and len(listed["opened"]["urls"]) == 3
+        assert listed["delivered"]["urls"] == [A]
+        groups = http.get("/v1/webhooks").json()["webhooks"]
+        assert sorted(len([g for g in groups if t in g["event_types"]]) for t in ("accepted", "complained")) == [1, 3]

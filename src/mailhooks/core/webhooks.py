@@ -25,6 +25,9 @@ from mailhooks.db.store import Store
 MAX_URLS_PER_TYPE = 3
 MAX_DESCRIPTION = 1024
 
+# What a plan hands the store: rows to add, ids to remove.
+Change = tuple[list[NewWebhook], list[int]]
+
 
 def _unique(items: Iterable[str]) -> list[str]:
     seen: dict[str, None] = {}
@@ -86,84 +89,108 @@ class Subscriptions:
         if await self._rows(account, domain, event_type):
             raise Conflict("Webhook already exists")
         urls = await self.check_urls(urls)
-        await self.store.change_webhooks(
-            add=[NewWebhook(account.id, domain.id, event_type, url, payload_format) for url in urls]
-        )
+
+        def plan(rows: list[Webhook]) -> Change:
+            if any(row.event_type == event_type for row in rows):
+                raise Conflict("Webhook already exists")
+            return [NewWebhook(account.id, domain.id, event_type, url, payload_format) for url in urls], []
+
+        await self.store.plan_webhooks(account.id, domain.id, plan)
         return urls
 
     async def replace_type(self, account: Account, domain: Domain, event_type: str, urls: Sequence[str],
                            payload_format: str = "mailgun") -> list[str]:
         urls = _unique(urls)
         self.check_limit(event_type, urls)
-        existing = await self._rows(account, domain, event_type)
-        if not existing:
+        if not await self._rows(account, domain, event_type):
             raise WebhookNotFound()
         urls = await self.check_urls(urls)
-        keep = {row.url for row in existing if row.url in urls}
-        await self.store.change_webhooks(
-            add=[NewWebhook(account.id, domain.id, event_type, url, payload_format) for url in urls if url not in keep],
-            remove_ids=[row.id for row in existing if row.url not in urls],
-        )
+
+        def plan(rows: list[Webhook]) -> Change:
+            existing = [row for row in rows if row.event_type == event_type]
+            if not existing:
+                raise WebhookNotFound()
+            keep = {row.url for row in existing if row.url in urls}
+            return (
+                [NewWebhook(account.id, domain.id, event_type, url, payload_format) for url in urls if url not in keep],
+                [row.id for row in existing if row.url not in urls],
+            )
+
+        await self.store.plan_webhooks(account.id, domain.id, plan)
         return urls
 
     async def delete_type(self, account: Account, domain: Domain, event_type: str) -> list[str]:
-        existing = await self._rows(account, domain, event_type)
-        if not existing:
-            raise WebhookNotFound()
-        await self.store.change_webhooks(remove_ids=[row.id for row in existing])
-        return _unique(row.url for row in existing)
+        removed: list[str] = []
+
+        def plan(rows: list[Webhook]) -> Change:
+            existing = [row for row in rows if row.event_type == event_type]
+            if not existing:
+                raise WebhookNotFound()
+            removed.extend(_unique(row.url for row in existing))
+            return [], [row.id for row in existing]
+
+        await self.store.plan_webhooks(account.id, domain.id, plan)
+        return removed
 
     # ------------------------------------------------------------------ by URL (Mailgun v4)
     async def add_url(self, account: Account, domain: Domain, url: str, event_types: Sequence[str],
                       payload_format: str = "mailgun") -> dict[str, list[str]]:
         (url,) = await self.check_urls([url])
-        rows = await self._rows(account, domain)
         types = _unique(event_types)
-        for event_type in types:
-            current = [row.url for row in rows if row.event_type == event_type]
-            if url in current:
-                raise Conflict(f"Webhook for event type '{event_type}' with URL '{url}' already exists")
-            self.check_limit(event_type, _unique([*current, url]))
-        await self.store.change_webhooks(
-            add=[NewWebhook(account.id, domain.id, event_type, url, payload_format) for event_type in types]
-        )
+
+        def plan(rows: list[Webhook]) -> Change:
+            for event_type in types:
+                current = [row.url for row in rows if row.event_type == event_type]
+                if url in current:
+                    raise Conflict(f"Webhook for event type '{event_type}' with URL '{url}' already exists")
+                self.check_limit(event_type, _unique([*current, url]))
+            return [NewWebhook(account.id, domain.id, event_type, url, payload_format) for event_type in types], []
+
+        await self.store.plan_webhooks(account.id, domain.id, plan)
         return await self.urls_by_type(account, domain)
 
     async def set_url_types(self, account: Account, domain: Domain, url: str, event_types: Sequence[str],
                             payload_format: str = "mailgun") -> dict[str, list[str]]:
         (url,) = await self.check_urls([url])
-        rows = await self._rows(account, domain)
-        mine = [row for row in rows if row.url == url and row.event_type in MAILGUN_TYPES]
-        if not mine:
-            raise WebhookNotFound()
         types = _unique(event_types)
-        have = {row.event_type for row in mine}
-        for event_type in types:
-            if event_type not in have:
-                current = [row.url for row in rows if row.event_type == event_type]
-                self.check_limit(event_type, _unique([*current, url]))
-        await self.store.change_webhooks(
-            add=[NewWebhook(account.id, domain.id, t, url, payload_format) for t in types if t not in have],
-            remove_ids=[row.id for row in mine if row.event_type not in types],
-        )
+
+        def plan(rows: list[Webhook]) -> Change:
+            mine = [row for row in rows if row.url == url and row.event_type in MAILGUN_TYPES]
+            if not mine:
+                raise WebhookNotFound()
+            have = {row.event_type for row in mine}
+            for event_type in types:
+                if event_type not in have:
+                    current = [row.url for row in rows if row.event_type == event_type]
+                    self.check_limit(event_type, _unique([*current, url]))
+            return (
+                [NewWebhook(account.id, domain.id, t, url, payload_format) for t in types if t not in have],
+                [row.id for row in mine if row.event_type not in types],
+            )
+
+        await self.store.plan_webhooks(account.id, domain.id, plan)
         return await self.urls_by_type(account, domain)
 
     async def remove_urls(self, account: Account, domain: Domain, urls: Sequence[str]) -> dict[str, list[str]]:
         wanted = {url.strip() for url in urls}
-        rows = await self._rows(account, domain)
-        doomed = [row.id for row in rows if row.url in wanted and row.event_type in MAILGUN_TYPES]
-        if doomed:
-            await self.store.change_webhooks(remove_ids=doomed)
+
+        def plan(rows: list[Webhook]) -> Change:
+            return [], [row.id for row in rows if row.url in wanted and row.event_type in MAILGUN_TYPES]
+
+        await self.store.plan_webhooks(account.id, domain.id, plan)
         return await self.urls_by_type(account, domain)
 
     # ------------------------------------------------------------------ account level (Mailgun v1)
-    async def account_groups(self, account: Account, group_ids: Sequence[str] | None = None) -> list[list[Webhook]]:
-        rows = await self._rows(account, None)
+    @staticmethod
+    def _groups(rows: Iterable[Webhook], group_ids: Sequence[str] | None = None) -> list[list[Webhook]]:
         groups: dict[str, list[Webhook]] = {}
         for row in rows:
             if row.group_id and (group_ids is None or row.group_id in group_ids):
                 groups.setdefault(row.group_id, []).append(row)
         return list(groups.values())
+
+    async def account_groups(self, account: Account, group_ids: Sequence[str] | None = None) -> list[list[Webhook]]:
+        return self._groups(await self._rows(account, None), group_ids)
 
     async def account_group(self, account: Account, group_id: str) -> list[Webhook]:
         rows = await self.store.list_webhooks(account.id, None, group_id=group_id)
@@ -181,43 +208,54 @@ class Subscriptions:
                                      description: str | None) -> list[Webhook]:
         (url,) = await self.check_urls([url])
         types = _unique(event_types)
-        rows = await self._rows(account, None)
-        for event_type in types:
-            if any(row.url == url and row.event_type == event_type for row in rows):
-                raise Conflict(f"Webhook for event type '{event_type}' with URL '{url}' already exists")
-        self._check_account_limit(rows, url, types)
         group_id = secrets.token_hex(12)
         description = (description or "")[:MAX_DESCRIPTION]
-        return await self.store.change_webhooks(
-            add=[NewWebhook(account.id, None, t, url, "mailgun", group_id, description) for t in types]
-        )
+
+        def plan(rows: list[Webhook]) -> Change:
+            for event_type in types:
+                if any(row.url == url and row.event_type == event_type for row in rows):
+                    raise Conflict(f"Webhook for event type '{event_type}' with URL '{url}' already exists")
+            self._check_account_limit(rows, url, types)
+            return [NewWebhook(account.id, None, t, url, "mailgun", group_id, description) for t in types], []
+
+        return await self.store.plan_webhooks(account.id, None, plan)
 
     async def replace_account_webhook(self, account: Account, group_id: str, url: str,
                                       event_types: Sequence[str], description: str | None) -> list[Webhook]:
-        existing = await self.account_group(account, group_id)
+        await self.account_group(account, group_id)
         (url,) = await self.check_urls([url])
         types = _unique(event_types)
-        rows = await self._rows(account, None)
-        for event_type in types:
-            if any(r.url == url and r.event_type == event_type and r.group_id != group_id for r in rows):
-                raise Conflict(f"Webhook for event type '{event_type}' with URL '{url}' already exists")
-        self._check_account_limit(rows, url, types, ignore_group=group_id)
-        if description is None:
-            description = existing[0].description
-        await self.store.change_webhooks(
-            add=[NewWebhook(account.id, None, t, url, "mailgun", group_id, (description or "")[:MAX_DESCRIPTION])
+
+        def plan(rows: list[Webhook]) -> Change:
+            existing = [row for row in rows if row.group_id == group_id]
+            if not existing:
+                raise WebhookNotFound()
+            for event_type in types:
+                if any(r.url == url and r.event_type == event_type and r.group_id != group_id for r in rows):
+                    raise Conflict(f"Webhook for event type '{event_type}' with URL '{url}' already exists")
+            self._check_account_limit(rows, url, types, ignore_group=group_id)
+            kept = existing[0].description if description is None else description
+            return (
+                [NewWebhook(account.id, None, t, url, "mailgun", group_id, (kept or "")[:MAX_DESCRIPTION])
                  for t in types],
-            remove_ids=[row.id for row in existing],
-        )
+                [row.id for row in existing],
+            )
+
+        await self.store.plan_webhooks(account.id, None, plan)
         return await self.account_group(account, group_id)
 
     async def delete_account_webhooks(self, account: Account, group_ids: Sequence[str] | None) -> int:
         """Delete the given groups (all when ``None``); return how many groups went."""
-        groups = await self.account_groups(account, group_ids)
-        ids = [row.id for group in groups for row in group]
-        if ids:
-            await self.store.change_webhooks(remove_ids=ids)
-        return len(groups)
+        count = 0
+
+        def plan(rows: list[Webhook]) -> Change:
+            nonlocal count
+            groups = self._groups(rows, group_ids)
+            count = len(groups)
+            return [], [row.id for group in groups for row in group]
+
+        await self.store.plan_webhooks(account.id, None, plan)
+        return count
 
     # ------------------------------------------------------------------ single rows (Kirim.Email)
     async def list_rows(self, account: Account, domain: Domain, event_types: Sequence[str],

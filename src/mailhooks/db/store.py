@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,6 +31,10 @@ def _immediate_transactions(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _begin_immediate(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# Decides a webhook change from the scope's live rows: ``(rows to add, ids to remove)``, or raises.
+WebhookPlan = Callable[[list[Webhook]], tuple[Sequence[NewWebhook], Sequence[int]]]
 
 
 def _webhook(row: Any) -> Webhook:
@@ -242,32 +246,56 @@ class Store:
 
         Deletes are soft (``deleted_at``) so that deliveries keep pointing at a real row.
         """
+        async with self.write() as conn:
+            return await self._change_webhooks(conn, add, remove_ids, hard_delete)
+
+    async def plan_webhooks(self, account_id: int, domain_id: int | None, plan: WebhookPlan) -> list[Webhook]:
+        """Check and change one scope's webhooks atomically: ``plan`` sees the live rows of the account's
+        domain (``domain_id=None``: its account-level rows) and returns ``(add, remove_ids)`` or raises.
+
+        Changes to one account's webhooks are serialized (its row is locked on PostgreSQL; SQLite has a
+        single writer), so two concurrent requests cannot both pass a check that only one may pass.
+        """
+        c = t.webhooks.c
+        scope = c.domain_id.is_(None) if domain_id is None else c.domain_id == domain_id
+        async with self.write() as conn:
+            await conn.execute(
+                select(t.accounts.c.id).where(t.accounts.c.id == account_id).with_for_update(key_share=True)
+            )
+            rows = await conn.execute(
+                select(t.webhooks).where(c.account_id == account_id, scope, c.deleted_at.is_(None)).order_by(c.id)
+            )
+            add, remove_ids = plan([_webhook(row) for row in rows])
+            return await self._change_webhooks(conn, add, remove_ids, False)
+
+    @staticmethod
+    async def _change_webhooks(conn: AsyncConnection, add: Sequence[NewWebhook], remove_ids: Sequence[int],
+                               hard_delete: bool) -> list[Webhook]:
         now = time.time()
         created: list[Webhook] = []
-        async with self.write() as conn:
-            if remove_ids:
-                ids = list(remove_ids)
-                if hard_delete:
-                    await conn.execute(delete(t.webhooks).where(t.webhooks.c.id.in_(ids)))
-                else:
-                    await conn.execute(
-                        update(t.webhooks).where(t.webhooks.c.id.in_(ids)).values(deleted_at=now, modified_at=now)
-                    )
-            for new in add:
-                values: dict[str, Any] = {
-                    "guid": str(uuid.uuid4()),
-                    "account_id": new.account_id,
-                    "domain_id": new.domain_id,
-                    "event_type": new.event_type,
-                    "url": new.url,
-                    "payload_format": new.payload_format,
-                    "group_id": new.group_id,
-                    "description": new.description,
-                    "created_at": now,
-                    "modified_at": now,
-                }
-                result = await conn.execute(insert(t.webhooks).values(**values).returning(t.webhooks.c.id))
-                created.append(Webhook(id=result.scalar_one(), **values))
+        if remove_ids:
+            ids = list(remove_ids)
+            if hard_delete:
+                await conn.execute(delete(t.webhooks).where(t.webhooks.c.id.in_(ids)))
+            else:
+                await conn.execute(
+                    update(t.webhooks).where(t.webhooks.c.id.in_(ids)).values(deleted_at=now, modified_at=now)
+                )
+        for new in add:
+            values: dict[str, Any] = {
+                "guid": str(uuid.uuid4()),
+                "account_id": new.account_id,
+                "domain_id": new.domain_id,
+                "event_type": new.event_type,
+                "url": new.url,
+                "payload_format": new.payload_format,
+                "group_id": new.group_id,
+                "description": new.description,
+                "created_at": now,
+                "modified_at": now,
+            }
+            result = await conn.execute(insert(t.webhooks).values(**values).returning(t.webhooks.c.id))
+            created.append(Webhook(id=result.scalar_one(), **values))
         return created
 
     async def update_webhook(self, webhook_id: int, **values: Any) -> Webhook:
