@@ -8,17 +8,39 @@ Screenshots of each main page at 1280x800 and 390x844 go to ``docs/screenshots/`
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import insert, select, update
 
-from tests.support import ROOT, Provisioner, Receiver, ServerProcess, Tenant
+from mailhooks.core.accounts import add_domain, create_account
+from mailhooks.core.events import build_events, parse_events
+from mailhooks.core.targets import TargetPolicy
+from mailhooks.core.webhooks import Subscriptions
+from mailhooks.db import schema
+from mailhooks.db.dashboard import Dashboard, DeliveryFilter
+from mailhooks.db.migrate import upgrade
+from mailhooks.db.outbox import Outbox
+from mailhooks.db.store import Store
+from tests.conftest import require_service
+from tests.support import (
+    ROOT,
+    Provisioner,
+    Receiver,
+    ServerProcess,
+    Tenant,
+    create_pg_database,
+    drop_pg_database,
+    pg_available,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -66,8 +88,9 @@ def receiver() -> Iterator[Receiver]:
     rcv.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def browser() -> Iterator[Any]:
+    """Function-scoped: while Playwright's sync API is running, no other code here may start an event loop."""
     if not os.path.exists(CHROMIUM):
         _browser_missing(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
     try:
@@ -435,3 +458,110 @@ def test_no_page_or_form_crosses_accounts(app: ServerProcess, provision: Provisi
     assert forged_cookie.get("/ui").headers["location"].startswith("/ui/login")
     # The API paths keep their JSON errors.
     assert client.get("/v1/deliveries/999999").headers["content-type"].startswith("application/json")
+
+
+# ---------------------------------------------------------------------- the dashboard's own queries, both backends
+@pytest.fixture(params=["sqlite", "postgresql"])
+def own_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           pg_admin_url: str) -> Iterator[str]:
+    """A database of its own, so that no other test's dispatcher touches the rows set up here."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'mailhooks.db'}"
+        upgrade(url)
+        yield url
+        return
+    require_service(pg_available(pg_admin_url), "PostgreSQL")
+    name = f"mailhooks_ui_{uuid.uuid4().hex[:10]}"
+    url = create_pg_database(pg_admin_url, name)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        drop_pg_database(pg_admin_url, name)
+
+
+async def _dashboard_scenario(url: str) -> None:
+    store = Store(url)
+    try:
+        now = (int(time.time()) // 60) * 60 + 30.0  # mid-minute: each attempt below falls clearly in one minute
+        mine = await create_account(store, f"dash{uuid.uuid4().hex[:8]}")
+        other = await create_account(store, f"other{uuid.uuid4().hex[:8]}")
+        dom = await add_domain(store, mine.account, f"dash-{uuid.uuid4().hex[:8]}.example")
+        other_dom = await add_domain(store, other.account, f"other-{uuid.uuid4().hex[:8]}.example")
+        subs = Subscriptions(store, TargetPolicy(True, ()))
+        hook = await subs.create_row(mine.account, dom, "delivered", "http://127.0.0.1:9/a", "mailgun")
+        await subs.create_row(mine.account, dom, "opened", "http://127.0.0.1:9/b", "kirim")
+        await subs.create_row(other.account, other_dom, "delivered", "http://127.0.0.1:9/c", "mailgun")
+        outbox = Outbox(store)
+        items = [{"id": f"e{i}", "domain": dom.name, "event": "delivered" if i % 3 else "opened",
+                  "recipient": "x@example.com"} for i in range(30)]
+        await outbox.ingest(build_events(mine.account, parse_events(items)[0], {dom.name: dom}))
+        await outbox.ingest(build_events(other.account, parse_events(
+            [{"id": "o1", "domain": other_dom.name, "event": "delivered", "recipient": "y@example.com"}])[0],
+            {other_dom.name: other_dom}))
+        d, a = schema.deliveries, schema.attempts
+        async with store.write() as conn:
+            ids = [row.id for row in await conn.execute(
+                select(d.c.id).where(d.c.account_id == mine.account.id).order_by(d.c.id))]
+            # 20 succeeded (one 200 each), 5 failed (two 500s each), 5 left pending.
+            await conn.execute(update(d).where(d.c.id.in_(ids[:20])).values(status="succeeded", attempts=1))
+            await conn.execute(update(d).where(d.c.id.in_(ids[20:25])).values(status="failed", attempts=2))
+            rows = [{"delivery_id": i, "number": 1, "started_at": now - 120, "duration_ms": 10.0, "status_code": 200,
+                     "request_headers": '{"webhook-id": "msg_x"}'} for i in ids[:20]]
+            rows += [{"delivery_id": i, "number": n, "started_at": now - 60 - 120 * (n - 1), "duration_ms": 30.0,
+                      "status_code": 500, "request_headers": None} for i in ids[20:25] for n in (1, 2)]
+            await conn.execute(insert(a), rows)
+            await conn.execute(update(schema.webhooks).where(schema.webhooks.c.id == hook.id).values(failing_since=now))
+        dash = Dashboard(store)
+
+        health = (await dash.health(mine.account.id, [dom.id]))[dom.id]
+        assert health.counts == {"succeeded": 20, "failed": 5, "pending": 5}
+        assert health.failing_webhooks == 1 and health.oldest_pending_at is not None
+        assert await dash.health(other.account.id, [dom.id]) == {dom.id: type(health)({}, 0, None)}
+
+        minutes = await dash.per_minute(mine.account.id, now=now)
+        assert len(minutes) == 60
+        assert sum(m.ok for m in minutes) == 20 and sum(m.failed for m in minutes) == 10
+        busy = [(m.ok, m.failed, m.avg_ms) for m in minutes if m.ok + m.failed]
+        assert busy == [(0, 5, 30.0), (20, 0, 10.0), (0, 5, 30.0)]
+        assert sum(m.ok + m.failed for m in await dash.per_minute(other.account.id, now=now)) == 0
+
+        # Keyset pages, newest first, both directions, with filters; another account's rows never show.
+        first = await dash.deliveries_page(mine.account.id, DeliveryFilter(), limit=12)
+        assert [r["id"] for r in first.rows] == ids[::-1][:12] and first.newer is None and first.older == ids[-12]
+        second = await dash.deliveries_page(mine.account.id, DeliveryFilter(), before=first.older, limit=12)
+        assert [r["id"] for r in second.rows] == ids[::-1][12:24] and second.newer == ids[-13]
+        back = await dash.deliveries_page(mine.account.id, DeliveryFilter(), after=second.newer, limit=12)
+        assert [r["id"] for r in back.rows] == [r["id"] for r in first.rows] and back.newer is None
+        last = await dash.deliveries_page(mine.account.id, DeliveryFilter(), before=ids[6], limit=12)
+        assert [r["id"] for r in last.rows] == ids[5::-1] and last.older is None
+        failed = await dash.deliveries_page(mine.account.id, DeliveryFilter(status="failed"), limit=50)
+        assert [r["id"] for r in failed.rows] == ids[24:19:-1]
+        opened = await dash.deliveries_page(mine.account.id, DeliveryFilter(event_type="opened"), limit=50)
+        assert len(opened.rows) == 10 and {r["event_type"] for r in opened.rows} == {"opened"}
+        by_hook = await dash.deliveries_page(mine.account.id, DeliveryFilter(webhook_guid=hook.guid), limit=50)
+        assert len(by_hook.rows) == 20
+        window = await dash.deliveries_page(mine.account.id, DeliveryFilter(since=now + 3600), limit=50)
+        assert window.rows == []
+        assert (await dash.deliveries_page(other.account.id, DeliveryFilter(domain_id=dom.id), limit=50)).rows == []
+
+        found = await dash.delivery(mine.account.id, ids[0])
+        assert found is not None
+        detail, attempts, total = found
+        assert detail["payload"]["id"] == "e0" and total == 1
+        assert attempts[0]["request_headers"] == {"webhook-id": "msg_x"}
+        assert await dash.delivery(other.account.id, ids[0]) is None
+
+        domains, count = await dash.domains_page(mine.account.id, 0, 10)
+        assert [x.name for x in domains] == [dom.name] and count == 1
+        assert {w["guid"] for w in await dash.webhook_choices(other.account.id)}.isdisjoint(
+            {w["guid"] for w in await dash.webhook_choices(mine.account.id)})
+        keys, key_count = await dash.api_keys_page(mine.account.id, 0, 10)
+        assert key_count == 1 and keys[0].prefix == mine.api_key[:12]
+    finally:
+        await store.close()
+
+
+def test_dashboard_queries(own_db: str) -> None:
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _dashboard_scenario(own_db)).result()
