@@ -218,8 +218,9 @@ def _same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         return origin is None
-    host = request.headers.get("host", "")
-    return origin.split("://", 1)[-1] == host
+    # Behind a reverse proxy the browser's host may arrive as X-Forwarded-Host.
+    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "").split(",")[0].strip()}
+    return origin.split("://", 1)[-1] in hosts - {""}
 
 
 async def form_of(request: Request, session: Session) -> FormData:
