@@ -152,9 +152,10 @@ def _single_url(form: Form) -> str:
 
 
 # ---------------------------------------------------------------------------- v3 (one type per call)
-DomainPath = Path(..., description="Sending domain", max_length=253)
+# No length limits here: an impossible domain is "Domain not found", an impossible name "Invalid webhook name".
+DomainPath = Path(..., description="Sending domain")
 NamePath = Path(..., description="Webhook name: accepted, clicked, opened, unsubscribed, delivered, "
-                "permanent_fail, temporary_fail, complained (legacy names accepted as aliases)", max_length=64)
+                "permanent_fail, temporary_fail, complained (legacy names accepted as aliases)")
 
 
 @router.get("/v3/domains/{domain}/webhooks", responses=_responses("MailgunWebhookMap", 404))
@@ -315,7 +316,7 @@ def _ids(values: Sequence[str]) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
-WebhookIdPath = Path(..., max_length=64)
+WebhookIdPath = Path(...)  # an impossible id is "Webhook not found"
 
 
 @router.get("/v1/webhooks", responses=_responses("MailgunAccountWebhookList", 400))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 
+from mailhooks.core.accounts import normalize_domain
 from mailhooks.core.errors import (
     Conflict,
     DomainNotFound,
@@ -36,6 +37,17 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(seen)
 
 
+def _plausible_id(value: str) -> bool:
+    """Ids we hand out are short and printable; anything else (NUL, which PostgreSQL refuses) names nothing."""
+    return 0 < len(value) <= 64 and value.isprintable()
+
+
+def _description(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValidationFailed.field("description", "The description may not contain NUL characters.")
+    return value
+
+
 def group_by_type(rows: Iterable[Webhook], types: Sequence[str] = MAILGUN_TYPES) -> dict[str, list[str]]:
     """``{type: [urls]}`` in creation order, for the types that have at least one URL."""
     grouped: dict[str, list[str]] = {}
@@ -54,7 +66,11 @@ class Subscriptions:
 
     # ------------------------------------------------------------------ shared checks
     async def domain(self, account: Account, name: str) -> Domain:
-        found = await self.store.get_domain(account.id, name.strip().lower()) if name else None
+        try:
+            clean = normalize_domain(name)
+        except ValidationFailed:
+            raise DomainNotFound() from None  # what cannot be a domain name is not one of ours either
+        found = await self.store.get_domain(account.id, clean)
         if found is None:
             raise DomainNotFound()
         return found
@@ -193,6 +209,8 @@ class Subscriptions:
         return self._groups(await self._rows(account, None), group_ids)
 
     async def account_group(self, account: Account, group_id: str) -> list[Webhook]:
+        if not _plausible_id(group_id):
+            raise WebhookNotFound()
         rows = await self.store.list_webhooks(account.id, None, group_id=group_id)
         if not rows:
             raise WebhookNotFound()
@@ -209,7 +227,7 @@ class Subscriptions:
         (url,) = await self.check_urls([url])
         types = _unique(event_types)
         group_id = secrets.token_hex(12)
-        description = (description or "")[:MAX_DESCRIPTION]
+        description = (_description(description) or "")[:MAX_DESCRIPTION]
 
         def plan(rows: list[Webhook]) -> Change:
             for event_type in types:
@@ -225,6 +243,7 @@ class Subscriptions:
         await self.account_group(account, group_id)
         (url,) = await self.check_urls([url])
         types = _unique(event_types)
+        description = _description(description)
 
         def plan(rows: list[Webhook]) -> Change:
             existing = [row for row in rows if row.group_id == group_id]
@@ -264,6 +283,8 @@ class Subscriptions:
         return [row for row in rows if row.event_type in event_types]
 
     async def get_row(self, account: Account, domain: Domain, guid: str) -> Webhook:
+        if not _plausible_id(guid):
+            raise WebhookNotFound()
         row = await self.store.get_webhook(account.id, guid, domain.id)
         if row is None:
             raise WebhookNotFound()
