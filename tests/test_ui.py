@@ -3,7 +3,8 @@
 
 SQLite only: the storage code under the dashboard is shared with the APIs and tested on both
 backends elsewhere. Under ``CI=true`` a missing browser fails these tests instead of skipping them.
-Screenshots of each main page at 1280x800 and 390x844 go to ``docs/screenshots/``.
+Screenshots of each main page at 1280x800 and 390x844 go to ``screenshots/`` (git-ignored; ``docs/screenshots/``
+holds a copy for the README).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 IN_CI = os.environ.get("CI", "").lower() == "true"
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = ROOT / "screenshots"
 SIZES = ((1280, 800), (390, 844))
 
 
