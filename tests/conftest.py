@@ -15,7 +15,9 @@ import pytest
 
 from tests.support import (
     Provisioner,
+    Receiver,
     ServerProcess,
+    Tenant,
     create_pg_database,
     drop_pg_database,
     pg_available,
@@ -87,3 +89,28 @@ def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
 def provision(db_url: str, server: ServerProcess) -> Provisioner:
     """Creates accounts and domains straight in the server's database (the same code the CLI runs)."""
     return Provisioner(db_url)
+
+
+@pytest.fixture()
+def tenant(provision: Provisioner) -> Tenant:
+    """A fresh account with one domain, per test."""
+    return provision.tenant()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A real local webhook receiver (tests.support.Receiver)."""
+    rcv = Receiver().start()
+    yield rcv
+    rcv.stop()
+
+
+@pytest.fixture(scope="module")
+def strict(db_url: str, server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The API alone on the same database, with private targets NOT allowed (the default)."""
+    proc = ServerProcess(db_url, log_dir=tmp_path_factory.mktemp("strict"), command="api",
+                         env={"MAILHOOKS_ALLOW_PRIVATE_TARGETS": "0", "MAILHOOKS_ALLOWED_CIDRS": "",
+                              "MAILHOOKS_RATE_LIMIT": "100000/minute"})
+    proc.start(migrate=False)
+    yield proc
+    proc.stop()

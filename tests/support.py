@@ -80,6 +80,7 @@ class Tenant:
     account_guid: str
     signing_key: str
     domains: dict[str, str] = field(default_factory=dict)  # name -> secret
+    domain_guids: dict[str, str] = field(default_factory=dict)  # name -> guid
 
     @property
     def domain(self) -> str:
@@ -103,6 +104,7 @@ class Provisioner:
                 for i in range(domains):
                     dom = await core_accounts.add_domain(store, created.account, f"d{i}-{suffix}.example")
                     tenant.domains[dom.name] = dom.secret
+                    tenant.domain_guids[dom.name] = dom.guid
                 return tenant
             finally:
                 await store.close()

@@ -61,11 +61,6 @@ def multipart(fields: list[tuple[str, str]]) -> list[tuple[str, tuple[None, str]
 
 
 @pytest.fixture()
-def tenant(provision: Provisioner) -> Tenant:
-    return provision.tenant()
-
-
-@pytest.fixture()
 def mg(server: ServerProcess, tenant: Tenant) -> Iterator[Client]:
     with sdk(server, tenant.api_key) as client:
         yield client
@@ -75,24 +70,6 @@ def mg(server: ServerProcess, tenant: Tenant) -> Iterator[Client]:
 def http(server: ServerProcess, tenant: Tenant) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base_url, auth=("api", tenant.api_key), timeout=30) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    rcv = Receiver().start()
-    yield rcv
-    rcv.stop()
-
-
-@pytest.fixture(scope="module")
-def strict(db_url: str, server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """The API alone on the same database, with private targets NOT allowed (the default)."""
-    proc = ServerProcess(db_url, log_dir=tmp_path_factory.mktemp("mailgun-strict"), command="api",
-                         env={"MAILHOOKS_ALLOW_PRIVATE_TARGETS": "0", "MAILHOOKS_ALLOWED_CIDRS": "",
-                              "MAILHOOKS_RATE_LIMIT": "100000/minute"})
-    proc.start(migrate=False)
-    yield proc
-    proc.stop()
 
 
 # ---------------------------------------------------------------------------- v3 through the official SDK

@@ -154,8 +154,8 @@ def _validate(data: dict[str, Any], required: tuple[str, ...], allowed: tuple[st
     return data
 
 
-DomainPath = Path(..., max_length=253)
-GuidPath = Path(..., max_length=64)
+DomainPath = Path(..., description="Domain name that must be owned by the authenticated user")
+GuidPath = Path(..., description="Webhook GUID")  # an impossible guid or domain is "not found", not a 422
 
 
 def _guid(value: str) -> str:
@@ -168,7 +168,7 @@ def _guid(value: str) -> str:
 @router.get("", responses=_responses("KirimWebhookList"))
 async def list_webhooks(
     domain: str = DomainPath,
-    type: str | None = Query(None, description="Filter by event type", max_length=64),  # noqa: A002
+    type: str | None = Query(None, description="Filter by event type"),  # noqa: A002
     account: Account = Depends(kirim_account),
     svc: Services = Depends(services),
 ) -> Response:

@@ -290,22 +290,23 @@ class Subscriptions:
             raise WebhookNotFound()
         return row
 
-    async def _check_row(self, account: Account, domain: Domain, event_type: str, url: str,
-                         ignore_id: int | None = None) -> str:
-        (url,) = await self.check_urls([url])
-        rows = [r for r in await self._rows(account, domain, event_type) if r.id != ignore_id]
+    @staticmethod
+    def _check_row(rows: Sequence[Webhook], event_type: str, url: str, ignore_id: int | None = None) -> None:
+        rows = [r for r in rows if r.event_type == event_type and r.id != ignore_id]
         if any(r.url == url for r in rows):
             raise ValidationFailed.field("url", "A webhook for this type and url already exists.")
         if len({r.url for r in rows} | {url}) > MAX_URLS_PER_TYPE:
             raise LimitExceeded.field("url", f"A maximum of {MAX_URLS_PER_TYPE} urls is allowed per event type.")
-        return url
 
     async def create_row(self, account: Account, domain: Domain, event_type: str, url: str,
                          payload_format: str = "kirim") -> Webhook:
-        url = await self._check_row(account, domain, event_type, url)
-        (row,) = await self.store.change_webhooks(
-            add=[NewWebhook(account.id, domain.id, event_type, url, payload_format)]
-        )
+        (url,) = await self.check_urls([url])
+
+        def plan(rows: list[Webhook]) -> Change:
+            self._check_row(rows, event_type, url)
+            return [NewWebhook(account.id, domain.id, event_type, url, payload_format)], []
+
+        (row,) = await self.store.plan_webhooks(account.id, domain.id, plan)
         return row
 
     async def update_row(self, account: Account, domain: Domain, guid: str, event_type: str | None,
@@ -313,9 +314,22 @@ class Subscriptions:
         row = await self.get_row(account, domain, guid)
         new_type = event_type or row.event_type
         new_url = url if url is not None else row.url
-        if (new_type, new_url) != (row.event_type, row.url):
-            new_url = await self._check_row(account, domain, new_type, new_url, ignore_id=row.id)
-        return await self.store.update_webhook(row.id, event_type=new_type, url=new_url)
+        changed = (new_type, new_url) != (row.event_type, row.url)
+        if changed:
+            (new_url,) = await self.check_urls([new_url])
+
+        def plan(rows: list[Webhook]) -> Change:
+            if not any(r.id == row.id for r in rows):
+                raise WebhookNotFound()  # deleted meanwhile
+            if changed:
+                self._check_row(rows, new_type, new_url, ignore_id=row.id)
+            return [], []
+
+        await self.store.plan_webhooks(account.id, domain.id, plan,
+                                       set_values=(row.id, {"event_type": new_type, "url": new_url}))
+        updated = await self.store.get_webhook_by_id(row.id)
+        assert updated is not None
+        return updated
 
     async def delete_row(self, account: Account, domain: Domain, guid: str) -> Webhook:
         row = await self.get_row(account, domain, guid)

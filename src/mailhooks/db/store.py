@@ -249,9 +249,11 @@ class Store:
         async with self.write() as conn:
             return await self._change_webhooks(conn, add, remove_ids, hard_delete)
 
-    async def plan_webhooks(self, account_id: int, domain_id: int | None, plan: WebhookPlan) -> list[Webhook]:
+    async def plan_webhooks(self, account_id: int, domain_id: int | None, plan: WebhookPlan,
+                            set_values: tuple[int, dict[str, Any]] | None = None) -> list[Webhook]:
         """Check and change one scope's webhooks atomically: ``plan`` sees the live rows of the account's
         domain (``domain_id=None``: its account-level rows) and returns ``(add, remove_ids)`` or raises.
+        ``set_values=(webhook_id, values)`` also updates that row in place once the plan has passed.
 
         Changes to one account's webhooks are serialized (its row is locked on PostgreSQL; SQLite has a
         single writer), so two concurrent requests cannot both pass a check that only one may pass.
@@ -266,6 +268,10 @@ class Store:
                 select(t.webhooks).where(c.account_id == account_id, scope, c.deleted_at.is_(None)).order_by(c.id)
             )
             add, remove_ids = plan([_webhook(row) for row in rows])
+            if set_values is not None:
+                webhook_id, values = set_values
+                await conn.execute(update(t.webhooks).where(t.webhooks.c.id == webhook_id)
+                                   .values(**{"modified_at": time.time(), **values}))
             return await self._change_webhooks(conn, add, remove_ids, False)
 
     @staticmethod
