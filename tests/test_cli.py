@@ -248,6 +248,16 @@ def test_first_start_bootstraps_once_with_working_curl_lines(empty_db: str, tmp_
 
 def test_bootstrap_names_come_from_the_environment(tmp_path: Path) -> None:
     db_url = f"sqlite:///{tmp_path / 'boot.db'}"
+    # a domain name that cannot be one: a clear message, and nothing half-made whose key nobody saw
+    bad = ServerProcess(db_url, log_dir=tmp_path / "bad", env=base_env(
+        db_url, MAILHOOKS_BOOTSTRAP_USER="ops", MAILHOOKS_BOOTSTRAP_DOMAIN="not a domain"))
+    bad.log_path.parent.mkdir()
+    bad.start()
+    bad.stop()
+    assert "MAILHOOKS_BOOTSTRAP_DOMAIN" in bad.logs() and "API key" not in bad.logs(), bad.logs()
+    assert "no account 'ops'" in cli(db_url, "keys", "list", "ops", ok=False).stderr
+
+    # fixed: the next start bootstraps with the names from the environment
     server = ServerProcess(db_url, log_dir=tmp_path, env=base_env(
         db_url, MAILHOOKS_BOOTSTRAP_USER="ops", MAILHOOKS_BOOTSTRAP_DOMAIN="mail.ops.test"))
     server.start()

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from mailhooks.api.state import Services
 from mailhooks.core import accounts as core_accounts
+from mailhooks.core.errors import ValidationFailed
 
 
 def bootstrap_hook(host: str, port: int) -> Callable[[Services], Awaitable[None]]:
@@ -15,11 +16,23 @@ def bootstrap_hook(host: str, port: int) -> Callable[[Services], Awaitable[None]
         if await store.count_accounts() > 0:
             return
         settings = svc.settings
+        # Check both names before writing anything: a bad setting must not leave an account whose key
+        # nobody saw (the next start would find an account and never print one).
+        problems = []
+        if not core_accounts.USERNAME_RE.match(settings.bootstrap_user):
+            problems.append(f"MAILHOOKS_BOOTSTRAP_USER {settings.bootstrap_user!r} is not a valid username")
+        try:
+            domain_name = core_accounts.normalize_domain(settings.bootstrap_domain)
+        except ValidationFailed as exc:
+            problems.append(f"MAILHOOKS_BOOTSTRAP_DOMAIN: {exc.message}")
+        if problems:
+            print(f"mailhooks: first start - no account created: {'; '.join(problems)}", file=sys.stderr, flush=True)
+            return
         try:
             created = await core_accounts.create_account(store, settings.bootstrap_user)
         except Exception:  # another process won the race to bootstrap
             return
-        domain = await core_accounts.add_domain(store, created.account, settings.bootstrap_domain)
+        domain = await core_accounts.add_domain(store, created.account, domain_name)
         base = f"http://{host}:{port}"
         user = created.account.username
         key = created.api_key
