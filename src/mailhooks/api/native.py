@@ -153,6 +153,9 @@ ERRORS = {**AUTH_ERRORS, 404: openapi_json("NativeError", "Not found"),
           422: openapi_json("NativeError", "Invalid input")}
 MAX_PAGE = 1000
 MAX_ID = 2**63 - 1
+# Ids and event types are printable (see ID_PATTERN): a filter with control characters (NUL, which
+# PostgreSQL refuses in text) is invalid input, not a query.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 
 def _outbox(svc: Services) -> Outbox:
@@ -212,8 +215,9 @@ async def ingest_events(request: Request, account: Account = Depends(native_acco
 
 @router.get("/v1/events", responses={200: openapi_json("EventList"), **ERRORS})
 async def list_events(
-    domain: str | None = Query(None, max_length=253), event: str | None = Query(None, max_length=32),
-    event_id: str | None = Query(None, max_length=128), limit: int = Query(100, ge=1, le=MAX_PAGE),
+    domain: str | None = Query(None, max_length=253),
+    event: str | None = Query(None, max_length=32, pattern=PRINTABLE),
+    event_id: str | None = Query(None, max_length=128, pattern=PRINTABLE), limit: int = Query(100, ge=1, le=MAX_PAGE),
     cursor: str | None = Query(None, max_length=18, pattern="^[0-9]*$"),
     account: Account = Depends(native_account), svc: Services = Depends(services),
 ) -> Response:
@@ -228,9 +232,10 @@ async def list_events(
 
 @router.get("/v1/deliveries", responses={200: openapi_json("DeliveryList"), **ERRORS})
 async def list_deliveries(
-    domain: str | None = Query(None, max_length=253), event_id: str | None = Query(None, max_length=128),
+    domain: str | None = Query(None, max_length=253),
+    event_id: str | None = Query(None, max_length=128, pattern=PRINTABLE),
     status: Literal["pending", "delivering", "succeeded", "failed", "rejected"] | None = Query(None),
-    webhook: str | None = Query(None, max_length=64), limit: int = Query(100, ge=1, le=MAX_PAGE),
+    webhook: str | None = Query(None, max_length=64, pattern=PRINTABLE), limit: int = Query(100, ge=1, le=MAX_PAGE),
     cursor: str | None = Query(None, max_length=18, pattern="^[0-9]*$"),
     account: Account = Depends(native_account), svc: Services = Depends(services),
 ) -> Response:
@@ -286,7 +291,8 @@ async def recover_deliveries(domain: str = PathParam(..., max_length=253),
 
 
 @router.post("/v1/subscriptions/{guid}/enable", responses={200: openapi_json("SubscriptionEnabled"), **ERRORS})
-async def enable_subscription(guid: str = PathParam(..., max_length=64), account: Account = Depends(native_account),
+async def enable_subscription(guid: str = PathParam(..., max_length=64, pattern=PRINTABLE),
+                              account: Account = Depends(native_account),
                               svc: Services = Depends(services)) -> Response:
     """Re-enable a subscription that was disabled (410, or failing for days). Its failed deliveries
     stay failed: recover them with ``POST /v1/domains/{domain}/deliveries/recover``."""
