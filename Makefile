@@ -16,11 +16,15 @@ run: $(STAMP)
 	$(BIN)/mailhooks serve --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Every scenario of bench/run.py (receiver, servers, workers, databases started and removed by it): one table.
+bench: $(STAMP)
+	cd bench && ../$(BIN)/python run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) mailhooks.db

@@ -3,8 +3,9 @@
     python bench/receiver.py --port 9100
 
 ``GET /stats`` → ``{"received": n, "unique": n}``; ``GET /arrivals`` → ``{event_id: first_arrival_epoch}``
-(only when started with ``--track``, which parses each body); ``POST /mode?status=503`` makes every
-following POST answer that status (``200`` to recover); ``POST /reset`` forgets everything.
+(only while tracking: ``--track`` or ``POST /track?on=1``, which parses each body); any POST to a path
+starting with ``/hook`` counts; ``POST /mode?status=503`` makes every following POST answer that status
+(``200`` to recover); ``POST /reset`` forgets everything.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Receiver:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
-        if request.method == "POST" and path == "/hook":
+        if request.method == "POST" and path.startswith("/hook"):
             body = await request.read()
             if self.status != 200:
                 return web.Response(status=self.status)
@@ -47,6 +48,9 @@ class Receiver:
                                 content_type="application/json")
         if path == "/arrivals":
             return web.Response(body=orjson.dumps(self.arrivals), content_type="application/json")
+        if path == "/track":
+            self.track = request.query.get("on", "1") == "1"
+            return web.Response(text=str(self.track))
         if path == "/mode":
             self.status = int(request.query.get("status", "200"))
             return web.Response(text=str(self.status))

@@ -47,6 +47,13 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: openapi_json("NativeError",
                                                429: openapi_json("NativeError", "Too many requests")}
 
 
+@router.get("/livez", responses={200: openapi_json("Health")}, openapi_extra={"security": []})
+async def livez() -> Response:
+    """Liveness: the process answers, nothing else is checked (for orchestrators' liveness probes, and
+    the benchmark's bare endpoint). ``/healthz`` is the readiness check: database and dispatcher."""
+    return JSON({"status": "ok"})
+
+
 @router.get("/healthz", responses={200: openapi_json("Health"), 503: openapi_json("Health", "Unhealthy")},
             openapi_extra={"security": []})
 async def healthz(svc: Services = Depends(services)) -> Response:
