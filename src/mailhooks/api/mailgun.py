@@ -34,6 +34,18 @@ _FORM = {
     }
 }
 _ERR = openapi_json("MailgunMessage", "Error")
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A query parameter the handler reads from ``request.query_params`` (so FastAPI cannot see it)."""
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+_URL_QUERY = {"parameters": [_query("url", "URL(s) to remove: repeated, or comma-separated",
+                                    {"type": "array", "items": {"type": "string"}})]}
+_IDS = _query("webhook_ids", "Comma-separated webhook ids")
+_ALL = _query("all", "'true' deletes every account webhook (ignored when webhook_ids is given)")
 _401 = {"description": "Bad or missing API key", "content": {"text/plain": {"schema": {"type": "string"}}}}
 _429 = {"description": "Rate limited", "content": {"application/json": {"schema": {"type": "object"}}}}
 
@@ -191,7 +203,7 @@ async def update_collection(request: Request, domain: str = DomainPath,
 
 
 @router.delete("/v3/domains/{domain}/webhooks", responses=_responses("MailgunWebhookMap", 400, 404),
-               summary="v4 delete sent to a /v3 path (Python SDK)")
+               summary="v4 delete sent to a /v3 path (Python SDK)", openapi_extra=_URL_QUERY)
 async def delete_collection(request: Request, domain: str = DomainPath,
                             account: Account = Depends(mailgun_account), svc: Services = Depends(services)) -> Response:
     return await _v4_delete(request, domain, account, svc)
@@ -290,7 +302,8 @@ async def v4_update(request: Request, domain: str = DomainPath, account: Account
     return await _v4_set(await _form(request), domain, account, svc)
 
 
-@router.delete("/v4/domains/{domain}/webhooks", responses=_responses("MailgunWebhookMap", 400, 404))
+@router.delete("/v4/domains/{domain}/webhooks", responses=_responses("MailgunWebhookMap", 400, 404),
+               openapi_extra=_URL_QUERY)
 async def v4_delete(request: Request, domain: str = DomainPath, account: Account = Depends(mailgun_account),
                     svc: Services = Depends(services)) -> Response:
     return await _v4_delete(request, domain, account, svc)
@@ -319,7 +332,8 @@ def _ids(values: Sequence[str]) -> list[str]:
 WebhookIdPath = Path(...)  # an impossible id is "Webhook not found"
 
 
-@router.get("/v1/webhooks", responses=_responses("MailgunAccountWebhookList", 400))
+@router.get("/v1/webhooks", responses=_responses("MailgunAccountWebhookList", 400),
+            openapi_extra={"parameters": [_IDS]})
 async def v1_list(request: Request, account: Account = Depends(mailgun_account),
                   svc: Services = Depends(services)) -> Response:
     wanted = _ids(request.query_params.getlist("webhook_ids")) or None
@@ -364,7 +378,8 @@ async def v1_delete(webhook_id: str = WebhookIdPath, account: Account = Depends(
     return Response(status_code=204)
 
 
-@router.delete("/v1/webhooks", status_code=204, responses=_responses(None, 400, ok_code=204))
+@router.delete("/v1/webhooks", status_code=204, responses=_responses(None, 400, ok_code=204),
+               openapi_extra={"parameters": [_IDS, _ALL]})
 async def v1_delete_many(request: Request, account: Account = Depends(mailgun_account),
                          svc: Services = Depends(services)) -> Response:
     ids = _ids(request.query_params.getlist("webhook_ids"))
