@@ -197,7 +197,8 @@ async def _domain_id(svc: Services, account: Account, name: str | None) -> int |
 
 
 @router.post("/v1/events", status_code=202,
-             responses={202: openapi_json("EventIds", "Accepted"), **ERRORS},
+             responses={202: openapi_json("EventIds", "Accepted"), **ERRORS,
+                        413: openapi_json("NativeError", "Body too large")},
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
                  "oneOf": [{"$ref": "#/components/schemas/EventIn"},
                            {"type": "array", "minItems": 1, "maxItems": 1000,
