@@ -31,5 +31,6 @@ class Services:
         return self.sender
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """Async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a hop per request."""
     return request.app.state.services  # type: ignore[no-any-return]
