@@ -111,7 +111,7 @@ def _html_under_ui(handler: Callable[[Request, Exception], Awaitable[Response]]
 
 
 def build_services(settings: Settings) -> Services:
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, cache=True)
     policy = TargetPolicy(settings.allow_private_targets, settings.allowed_cidrs)
     return Services(
         settings=settings,

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mailhooks.core.errors import Conflict
 from mailhooks.core.models import Account, ApiKey, Domain, NewWebhook, Webhook
 from mailhooks.db import schema as t
+from mailhooks.db.cache import ReadCache
 from mailhooks.db.engine import create_engine, is_postgres
 
 
@@ -44,9 +45,11 @@ def _webhook(row: Any) -> Webhook:
 class Store:
     """Async access to every table. Construct with a database URL; call ``close()`` when done."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, cache: bool = False) -> None:
+        """``cache=True`` (the API server) memoizes the per-request configuration reads; see ``cache.py``."""
         self.url = url
         self.postgres = is_postgres(url)
+        self.cache = ReadCache(url, self.postgres) if cache else None
         if self.postgres:
             self.engine = create_engine(url)
             self.read_engine = self.engine
@@ -57,20 +60,26 @@ class Store:
         self._write_lock: asyncio.Lock | None = None if self.postgres else asyncio.Lock()
 
     async def close(self) -> None:
+        if self.cache is not None:
+            await self.cache.close()
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
+        try:
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            # SQLite has one writer at a time anyway; queueing in-process is far cheaper than letting
+            # pooled connections collide on the file lock and sleep in the busy handler.
+            async with self._write_lock, self.engine.begin() as conn:
                 yield conn
-            return
-        # SQLite has one writer at a time anyway; queueing in-process is far cheaper than letting
-        # pooled connections collide on the file lock and sleep in the busy handler.
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        finally:
+            if self.cache is not None:
+                self.cache.changed()  # after the commit (or rollback): a read from now on sees it
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -124,6 +133,11 @@ class Store:
 
     async def find_key(self, key_hash: str) -> tuple[Account, str] | None:
         """The account owning an unrevoked key with this hash, and the stored hash (for a constant-time check)."""
+        if self.cache is not None:
+            return await self.cache.get(("find_key", key_hash), lambda: self._find_key(key_hash))
+        return await self._find_key(key_hash)
+
+    async def _find_key(self, key_hash: str) -> tuple[Account, str] | None:
         query = (
             select(t.accounts, t.api_keys.c.key_hash)
             .join(t.api_keys, t.api_keys.c.account_id == t.accounts.c.id)
@@ -177,6 +191,11 @@ class Store:
 
     async def get_domain(self, account_id: int, name: str) -> Domain | None:
         """The domain called ``name`` if this account owns it; another account's domain is ``None`` too."""
+        if self.cache is not None:
+            return await self.cache.get(("get_domain", account_id, name), lambda: self._get_domain(account_id, name))
+        return await self._get_domain(account_id, name)
+
+    async def _get_domain(self, account_id: int, name: str) -> Domain | None:
         query = select(t.domains).where(t.domains.c.name == name, t.domains.c.account_id == account_id)
         async with self.read() as conn:
             row = (await conn.execute(query)).first()
@@ -206,6 +225,15 @@ class Store:
         group_id: str | None = None,
     ) -> list[Webhook]:
         """Webhooks of one domain (``domain_id``) or the account-level ones (``domain_id=None``), by id."""
+        args = (account_id, domain_id, event_type, tuple(event_types) if event_types is not None else None,
+                include_deleted, group_id)
+        if self.cache is None:
+            return await self._list_webhooks(*args)
+        return list(await self.cache.get(("list_webhooks", *args), lambda: self._list_webhooks(*args)))
+
+    async def _list_webhooks(self, account_id: int, domain_id: int | None, event_type: str | None,
+                             event_types: Sequence[str] | None, include_deleted: bool, group_id: str | None
+                             ) -> list[Webhook]:
         c = t.webhooks.c
         conditions = [c.account_id == account_id]
         conditions.append(c.domain_id.is_(None) if domain_id is None else c.domain_id == domain_id)

@@ -1,0 +1,133 @@
+"""A read cache for the configuration every API request looks up: key → account, domain by name, a
+domain's webhooks.
+
+Why: each of those is a tiny indexed read, but through the async drivers one costs more than the whole
+rest of a request (a thread hop per cursor call on aiosqlite; BEGIN/query/ROLLBACK round trips on
+asyncpg), so a management ``GET`` spent most of its time there.
+
+Never stale, by construction: an entry is served only while the database's *generation* is the one it
+was read under, and the generation moves on every change the process could miss:
+
+- any write through this process's :class:`~mailhooks.db.store.Store` (bumped after the commit);
+- SQLite: ``PRAGMA data_version`` on a private connection, which changes whenever any other
+  connection — of this process or of another, the CLI included — commits;
+- PostgreSQL: a ``LISTEN`` on ``mailhooks_config``, which statement triggers on ``accounts``,
+  ``api_keys``, ``domains`` and ``webhooks`` notify (migration 0004). While that connection is down
+  the cache is bypassed, and it starts empty when the connection comes back.
+
+So a busy writer (ingest, the dispatcher) mostly empties the cache and reads fall through to the
+database, as they would without it; a quiet one answers configuration reads from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy.engine import make_url
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+CONFIG_CHANNEL = "mailhooks_config"
+MAX_ENTRIES = 10_000
+RECONNECT_SECONDS = 5.0
+
+
+class ReadCache:
+    """Memoizes reads keyed by their arguments while the database generation stands still."""
+
+    def __init__(self, url: str, postgres: bool) -> None:
+        self.url = url
+        self.postgres = postgres
+        self.local_generation = 0
+        self._entries: dict[tuple[Any, ...], tuple[tuple[int, int], Any]] = {}
+        self._sqlite: sqlite3.Connection | None = None
+        self._listener: Any = None  # asyncpg connection while LISTENing
+        self._remote_generation = 0
+        self._next_connect = 0.0
+        self._connecting = False
+
+    # ------------------------------------------------------------------ generation
+    def changed(self) -> None:
+        """This process wrote: whatever was read before is suspect."""
+        self.local_generation += 1
+
+    def _generation(self) -> tuple[int, int] | None:
+        """The current generation, or ``None`` when changes elsewhere cannot be seen (cache off)."""
+        if self.postgres:
+            if self._listener is None or self._listener.is_closed():
+                self._schedule_listen()
+                return None
+            return self.local_generation, self._remote_generation
+        try:
+            if self._sqlite is None:
+                path = make_url(self.url).database or ""
+                # uri=True with mode=ro: never creates the file, never takes a write lock.
+                self._sqlite = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            row = self._sqlite.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error as exc:
+            log.warning("read_cache_unavailable", error=repr(exc))
+            self._close_sqlite()
+            return None
+        return self.local_generation, int(row[0])
+
+    async def get(self, key: tuple[Any, ...], load: Callable[[], Awaitable[T]]) -> T:
+        generation = self._generation()
+        if generation is None:
+            return await load()
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] == generation:
+            return hit[1]  # type: ignore[no-any-return]
+        value = await load()
+        if len(self._entries) >= MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[key] = (generation, value)  # read under ``generation``: void once it moves
+        return value
+
+    # ------------------------------------------------------------------ PostgreSQL LISTEN
+    def _schedule_listen(self) -> None:
+        if self._connecting or time.monotonic() < self._next_connect:
+            return
+        try:
+            asyncio.get_running_loop().create_task(self._listen())
+        except RuntimeError:  # no loop (a synchronous caller): stay off
+            return
+        self._connecting = True
+
+    async def _listen(self) -> None:
+        import asyncpg
+
+        self._next_connect = time.monotonic() + RECONNECT_SECONDS
+        dsn = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            listener = await asyncpg.connect(dsn, timeout=5)
+            await listener.add_listener(CONFIG_CHANNEL, self._notified)
+        except Exception as exc:  # bypassed until it works: correctness never depends on the cache
+            log.warning("read_cache_listen_failed", error=repr(exc))
+            return
+        finally:
+            self._connecting = False
+        self._entries.clear()  # whatever happened while nobody listened
+        self._remote_generation += 1
+        self._listener = listener
+
+    def _notified(self, *_args: Any) -> None:
+        self._remote_generation += 1
+
+    # ------------------------------------------------------------------ lifecycle
+    def _close_sqlite(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+
+    async def close(self) -> None:
+        self._entries.clear()
+        self._close_sqlite()
+        if self._listener is not None and not self._listener.is_closed():
+            await self._listener.close()
+        self._listener = None
