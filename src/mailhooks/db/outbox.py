@@ -6,10 +6,14 @@ Every hot path is a constant number of statements per *batch*, never per deliver
 - ingest: one batched ``INSERT … ON CONFLICT DO NOTHING RETURNING`` for events (idempotency), one
   batched INSERT for their deliveries, in one transaction (plus ``pg_notify`` on PostgreSQL);
 - claim: PostgreSQL runs one statement (``FOR UPDATE SKIP LOCKED`` in a CTE, ``UPDATE … RETURNING``,
-  joined to the event payload, webhook, signing key and domain secret); SQLite runs a single-statement
+  joined to the event payload, webhook, signing key and domain secret) as a prepared asyncpg statement
+  in its own implicit transaction: one round trip; SQLite runs a single-statement
   ``UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`` and one joined SELECT in the same ``BEGIN
   IMMEDIATE`` transaction;
-- results: one transaction inserting the attempts and updating the deliveries with ``executemany``.
+- results: PostgreSQL writes a batch without failures or releases as one statement (attempts inserted
+  and deliveries updated from ``unnest`` arrays in data-modifying CTEs, atomic, one round trip); other
+  batches, and SQLite, use one transaction inserting the attempts and updating the deliveries with
+  ``executemany``.
 
 A claimed row is ``delivering`` and its lease expiry is *also* its ``next_attempt_at``: "due" is then a
 single range scan over the partial index ``ix_deliveries_queue`` for new work and expired leases alike.
@@ -20,9 +24,10 @@ the state another worker recorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +103,43 @@ def _claimed(row: Any) -> Claimed:
         webhook_deleted=row.deleted_at is not None,
         webhook_disabled_reason=(row.disabled_reason or "disabled") if row.disabled_at is not None else None,
         signing_key=row.signing_key, domain_secret=row.domain_secret,
+    )
+
+
+# PostgreSQL hot path: each statement below is one prepared asyncpg statement run on its own (its own
+# implicit transaction), one round trip, instead of BEGIN + statement(s) + COMMIT through SQLAlchemy.
+PG_CLAIM = (
+    "WITH due AS (SELECT id FROM deliveries WHERE status IN ('pending', 'delivering') AND next_attempt_at <= $1 "
+    "AND webhook_id <> ALL($5::bigint[]) ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED), "
+    "c AS (UPDATE deliveries d SET status = 'delivering', lease_owner = $3, lease_expires_at = $2, "
+    "next_attempt_at = $2, updated_at = $1 FROM due WHERE d.id = due.id "
+    "RETURNING d.id, d.event_pk, d.webhook_id, d.attempts, d.lease_expires_at) "
+    f"SELECT {_claim_columns()} FROM c {_JOINS}"
+)
+# Attempts, delivery states (only rows ``$2`` still holds) and the webhooks' cleared failing streaks, as
+# one statement: atomic like the transaction it replaces. Data-modifying CTEs run whether read or not.
+PG_RECORD = (
+    "WITH o AS (SELECT * FROM unnest($3::bigint[], $4::varchar[], $5::int[], $6::float8[], $7::int[], $8::text[]) "
+    "AS o(id, status, attempts, next_at, code, error)), "
+    "u AS (UPDATE deliveries d SET status = o.status, attempts = o.attempts, next_attempt_at = o.next_at, "
+    "lease_owner = NULL, lease_expires_at = NULL, last_status_code = o.code, last_error = o.error, updated_at = $1 "
+    "FROM o WHERE d.id = o.id AND d.lease_owner = $2 RETURNING d.id), "
+    "a AS (INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, response_excerpt, "
+    "error, request_headers) SELECT * FROM unnest($9::bigint[], $10::int[], $11::float8[], $12::float8[], "
+    "$13::int[], $14::text[], $15::text[], $16::text[])), "
+    "h AS (UPDATE webhooks SET failing_since = NULL WHERE id = ANY($17::bigint[]) AND failing_since IS NOT NULL) "
+    "SELECT count(*) FROM u"
+)
+
+
+def _claimed_record(row: Any) -> Claimed:
+    disabled_at = row[11]
+    return Claimed(
+        id=row[0], event_pk=row[1], webhook_id=row[2], attempts=row[3] or 0, lease_expires_at=row[4],
+        event_id=row[5], event_type=row[6], payload=row[7], url=row[8], payload_format=row[9],
+        webhook_deleted=row[10] is not None,
+        webhook_disabled_reason=(row[12] or "disabled") if disabled_at is not None else None,
+        signing_key=row[13], domain_secret=row[14],
     )
 
 
@@ -187,12 +229,34 @@ class Outbox:
                 await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
         return new_flags
 
+    @contextlib.asynccontextmanager
+    async def _raw(self) -> AsyncIterator[Any]:
+        """A pooled connection's asyncpg connection, outside any SQLAlchemy transaction (autocommit).
+
+        Anything but a server-side error (a lost connection, a cancelled statement) invalidates the
+        connection, so the pool does not hand it out again.
+        """
+        import asyncpg
+
+        async with self.store.engine.connect() as conn:
+            raw: Any = (await conn.get_raw_connection()).driver_connection
+            try:
+                yield raw
+            except BaseException as exc:
+                if not isinstance(exc, asyncpg.PostgresError) or raw.is_closed():
+                    await conn.invalidate()
+                raise
+
     # ------------------------------------------------------------------ claim
     async def claim(self, owner: str, limit: int, lease_seconds: float,
                     exclude_webhooks: Sequence[int] = ()) -> list[Claimed]:
         """Lease up to ``limit`` due deliveries (new, retry-due, or with an expired lease) to ``owner``."""
         now = time.time()
         lease = now + lease_seconds
+        if self.postgres:
+            async with self._raw() as raw:
+                rows = await raw.fetch(PG_CLAIM, now, lease, owner, limit, list(exclude_webhooks))
+            return [_claimed_record(row) for row in rows]
         params: dict[str, Any] = {"now": now, "lease": lease, "owner": owner, "limit": limit}
         exclude = ""
         if exclude_webhooks:
@@ -202,16 +266,6 @@ class Outbox:
                f"{exclude} ORDER BY next_attempt_at LIMIT :limit")
         set_clause = ("status = 'delivering', lease_owner = :owner, lease_expires_at = :lease, "
                       "next_attempt_at = :lease, updated_at = :now")
-        if self.postgres:
-            sql = (f"WITH due AS ({due} FOR UPDATE SKIP LOCKED), "
-                   f"c AS (UPDATE deliveries d SET {set_clause} FROM due WHERE d.id = due.id "
-                   f"RETURNING d.id, d.event_pk, d.webhook_id, d.attempts, d.lease_expires_at) "
-                   f"SELECT {_claim_columns()} FROM c {_JOINS}")
-            stmt = text(sql)
-            if exclude:
-                stmt = stmt.bindparams(bindparam("excl", expanding=True))
-            async with self.store.write() as conn:
-                return [_claimed(row) for row in await conn.execute(stmt, params)]
         stmt = text(f"UPDATE deliveries SET {set_clause} WHERE id IN ({due}) RETURNING id")
         if exclude:
             stmt = stmt.bindparams(bindparam("excl", expanding=True))
@@ -230,6 +284,9 @@ class Outbox:
         if not outcomes and not releases:
             return
         now = time.time()
+        if self.postgres and not releases and not any(o.endpoint_failure or o.disable_reason for o in outcomes):
+            await self._record_pg(owner, outcomes, now)  # the common case: one statement
+            return
         d = t.deliveries
         attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
         async with self.store.write() as conn:
@@ -256,6 +313,22 @@ class Outbox:
                             updated_at=now)
                 )
             await self._webhook_health(conn, outcomes, now, disable_after)
+
+    async def _record_pg(self, owner: str, outcomes: Sequence[Outcome], now: float) -> None:
+        attempts = [o.attempt for o in outcomes if o.attempt is not None]
+        succeeded = sorted({o.webhook_id for o in outcomes if o.endpoint_success})
+        async with self._raw() as raw:
+            await raw.fetchval(
+                PG_RECORD, now, owner,
+                [o.delivery_id for o in outcomes], [o.status for o in outcomes], [o.attempts for o in outcomes],
+                [o.next_attempt_at for o in outcomes], [o.last_status_code for o in outcomes],
+                [o.last_error for o in outcomes],
+                [a["delivery_id"] for a in attempts], [a["number"] for a in attempts],
+                [a["started_at"] for a in attempts], [a["duration_ms"] for a in attempts],
+                [a["status_code"] for a in attempts], [a["response_excerpt"] for a in attempts],
+                [a["error"] for a in attempts], [a["request_headers"] for a in attempts],
+                succeeded,
+            )
 
     async def _webhook_health(self, conn: AsyncConnection, outcomes: Sequence[Outcome], now: float,
                               disable_after: float | None) -> None:
