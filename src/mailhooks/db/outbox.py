@@ -9,7 +9,7 @@ Every hot path is a constant number of statements per *batch*, never per deliver
   joined to the event payload, webhook, signing key and domain secret) as a prepared asyncpg statement
   in its own implicit transaction: one round trip; SQLite runs a single-statement
   ``UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`` and one joined SELECT in the same ``BEGIN
-  IMMEDIATE`` transaction;
+  IMMEDIATE`` transaction, through the driver's own calls (no SQLAlchemy compilation on the hot path);
 - results: PostgreSQL writes a batch without failures or releases as one statement (attempts inserted
   and deliveries updated from ``unnest`` arrays in data-modifying CTEs, atomic, one round trip); other
   batches, and SQLite, use one transaction inserting the attempts and updating the deliveries with
@@ -130,6 +130,12 @@ PG_RECORD = (
     "h AS (UPDATE webhooks SET failing_since = NULL WHERE id = ANY($17::bigint[]) AND failing_since IS NOT NULL) "
     "SELECT count(*) FROM u"
 )
+
+SQLITE_INSERT_ATTEMPT = ("INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, "
+                         "response_excerpt, error, request_headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+SQLITE_UPDATE_DELIVERY = ("UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, "
+                          "lease_expires_at = NULL, last_status_code = ?, last_error = ?, updated_at = ? "
+                          "WHERE id = ? AND lease_owner = ?")
 
 
 def _claimed_record(row: Any) -> Claimed:
@@ -257,25 +263,22 @@ class Outbox:
             async with self._raw() as raw:
                 rows = await raw.fetch(PG_CLAIM, now, lease, owner, limit, list(exclude_webhooks))
             return [_claimed_record(row) for row in rows]
-        params: dict[str, Any] = {"now": now, "lease": lease, "owner": owner, "limit": limit}
-        exclude = ""
-        if exclude_webhooks:
-            exclude = "AND webhook_id NOT IN :excl"
-            params["excl"] = list(exclude_webhooks)
-        due = (f"SELECT id FROM deliveries WHERE status IN ('pending', 'delivering') AND next_attempt_at <= :now "
-               f"{exclude} ORDER BY next_attempt_at LIMIT :limit")
-        set_clause = ("status = 'delivering', lease_owner = :owner, lease_expires_at = :lease, "
-                      "next_attempt_at = :lease, updated_at = :now")
-        stmt = text(f"UPDATE deliveries SET {set_clause} WHERE id IN ({due}) RETURNING id")
-        if exclude:
-            stmt = stmt.bindparams(bindparam("excl", expanding=True))
+        # SQLite: the driver's own calls inside the store's BEGIN IMMEDIATE transaction (one thread hop each,
+        # no SQLAlchemy compilation or result processing on the hot path).
+        excl = list(exclude_webhooks)
+        due = ("SELECT id FROM deliveries WHERE status IN ('pending', 'delivering') AND next_attempt_at <= ? "
+               + (f"AND webhook_id NOT IN ({','.join('?' * len(excl))}) " if excl else "")
+               + "ORDER BY next_attempt_at LIMIT ?")
+        claim = ("UPDATE deliveries SET status = 'delivering', lease_owner = ?, lease_expires_at = ?, "
+                 f"next_attempt_at = ?, updated_at = ? WHERE id IN ({due}) RETURNING id")
         async with self.store.write() as conn:
-            ids = [row.id for row in await conn.execute(stmt, params)]
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            params = (owner, lease, lease, now, now, *excl, limit)
+            ids = [row[0] for row in await driver.execute_fetchall(claim, params)]
             if not ids:
                 return []
-            load = text(f"SELECT {_claim_columns()} FROM deliveries c {_JOINS} WHERE c.id IN :ids").bindparams(
-                bindparam("ids", expanding=True))
-            return [_claimed(row) for row in await conn.execute(load, {"ids": ids})]
+            load = f"SELECT {_claim_columns()} FROM deliveries c {_JOINS} WHERE c.id IN ({','.join('?' * len(ids))})"
+            return [_claimed_record(row) for row in await driver.execute_fetchall(load, ids)]
 
     # ------------------------------------------------------------------ results
     async def record(self, owner: str, outcomes: Sequence[Outcome], releases: Sequence[int] = (),
@@ -290,9 +293,19 @@ class Outbox:
         d = t.deliveries
         attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
         async with self.store.write() as conn:
-            if attempt_rows:
+            if not self.postgres:  # SQLite: the driver's executemany inside the same transaction
+                driver: Any = (await conn.get_raw_connection()).driver_connection
+                if attempt_rows:
+                    await driver.executemany(SQLITE_INSERT_ATTEMPT, [
+                        (a["delivery_id"], a["number"], a["started_at"], a["duration_ms"], a["status_code"],
+                         a["response_excerpt"], a["error"], a["request_headers"]) for a in attempt_rows])
+                if outcomes:
+                    await driver.executemany(SQLITE_UPDATE_DELIVERY, [
+                        (o.status, o.attempts, o.next_attempt_at, o.last_status_code, o.last_error, now,
+                         o.delivery_id, owner) for o in outcomes])
+            elif attempt_rows:
                 await conn.execute(insert(t.attempts), attempt_rows)
-            if outcomes:
+            if outcomes and self.postgres:
                 stmt = (
                     update(d)
                     .where(d.c.id == bindparam("b_id"), d.c.lease_owner == bindparam("b_owner"))
