@@ -53,6 +53,8 @@ DB_BACKOFF_MAX = 5.0
 LISTEN_TIMEOUT = 5.0
 LISTEN_RETRY = 5.0  # seconds between attempts to re-establish LISTEN
 
+_OUTCOME_COUNTERS: dict[str, Any] = {}
+
 
 def message_id(delivery_id: int) -> str:
     """``webhook-id``: the delivery's stable id (the same on every retry and replay)."""
@@ -275,7 +277,11 @@ class Dispatcher:
                           now=time.time(), schedule=self.settings.retry_schedule, retry_after=result.retry_after,
                           refused=refused)
         metrics.ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
-        metrics.DELIVERIES.labels("retry" if decision.status == PENDING else decision.status).inc()
+        label = "retry" if decision.status == PENDING else decision.status
+        counter = _OUTCOME_COUNTERS.get(label)
+        if counter is None:  # labels() takes a lock and builds a key on every call: keep the children
+            counter = _OUTCOME_COUNTERS[label] = metrics.DELIVERIES.labels(label)
+        counter.inc()
         attempt = {
             "delivery_id": job.id, "number": number, "started_at": result.started_at,
             "duration_ms": round(result.duration_ms, 3), "status_code": result.status_code,

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from mailhooks.core.errors import ValidationFailed
 from mailhooks.core.models import Account, Domain
@@ -72,6 +73,12 @@ def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
         return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _url_target(url: str) -> tuple[URL, ipaddress.IPv4Address | ipaddress.IPv6Address | None]:
+    """The parsed URL (aiohttp would parse the string on every request) and its IP-literal host, if any."""
+    return URL(url), _literal_address(urlsplit(url).hostname or "")
+
+
 class Sender:
     """Owns the connection pool. Create inside a running event loop; ``close()`` when done."""
 
@@ -86,19 +93,20 @@ class Sender:
     async def close(self) -> None:
         await self.session.close()
 
-    def _check_literal(self, url: str) -> None:
+    def _check_literal(self, url: str) -> URL:
         """aiohttp never asks the resolver about an IP-literal host, so the policy is applied here."""
-        address = _literal_address(urlsplit(url).hostname or "")
+        parsed, address = _url_target(url)
         if address is not None and not self.policy.address_allowed(address):
             raise TargetRefused(
                 f"The url resolves to a private or loopback address ({address}), which is not allowed.")
+        return parsed
 
     async def post(self, url: str, body: bytes, headers: dict[str, Any]) -> SendResult:
         started = time.time()
         t0 = time.perf_counter()
         try:
-            self._check_literal(url)
-            async with self.session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+            target = self._check_literal(url)
+            async with self.session.post(target, data=body, headers=headers, allow_redirects=False) as response:
                 raw = await response.content.read(EXCERPT_BYTES)
                 excerpt = raw.decode("utf-8", "replace")
                 return SendResult(response.status, (time.perf_counter() - t0) * 1000, excerpt, None,
