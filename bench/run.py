@@ -10,7 +10,8 @@ Scenarios (all loops bounded in count and time):
              until the receiver has every delivery. SQLite with ``mailhooks serve``; PostgreSQL with
              ``mailhooks api`` plus 1 and 2 ``mailhooks worker`` processes.
 2. baseline  the same signed ~1.3 KB payloads from a plain aiohttp client, no storage (bench/baseline.py),
-             in 1 and 2 processes; the drains are printed as a fraction of it.
+             in 1 and 2 processes, 32 requests in flight each (the dispatcher's per-URL cap); the
+             drains are printed as a fraction of it.
 3. latency   single events at a fixed 500/s for 30 s into SQLite ``serve``; p50/p95/p99 from the ingest
              acknowledgement to arrival at the receiver.
 4. ingest    events/s accepted by ``POST /v1/events``: batches of 100 (4 requests in flight, webhooks
@@ -43,6 +44,10 @@ import httpload
 import orjson
 import uvloop
 from harness import Receiver, Stack, event, ingest, new_tmp, peak_rss_mb
+
+# In flight per baseline process: the dispatcher's default cap per URL (MAILHOOKS_PER_URL_CONCURRENCY),
+# so that both push one receiver URL equally hard and the ratio compares the work per delivery.
+BASELINE_CONCURRENCY = 32
 
 
 @dataclass
@@ -179,7 +184,8 @@ class Bench:
         await self.receiver.call("/reset")
         for processes in (1, 2):
             result = await asyncio.get_running_loop().run_in_executor(
-                None, baseline.run, self.receiver.url("/hook"), self.args.baseline_count, processes, 64)
+                None, baseline.run, self.receiver.url("/hook"), self.args.baseline_count, processes,
+                BASELINE_CONCURRENCY)
             self.baselines[processes] = result["rate"]
             self.add(Row("baseline", f"plain aiohttp, no storage, {processes} process{'es' * (processes > 1)}",
                          result["rate"], "requests/s"))
@@ -262,7 +268,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated: baseline,drain,latency,ingest,mgmt,memory")
     parser.add_argument("--events", type=int, default=20_000, help="drain with one webhook")
     parser.add_argument("--events3", type=int, default=5_000, help="drain with three webhooks")
-    parser.add_argument("--baseline-count", type=int, default=20_000)
+    parser.add_argument("--baseline-count", type=int, default=40_000)
     parser.add_argument("--singles", type=int, default=2_000)
     parser.add_argument("--latency-seconds", type=float, default=30)
     parser.add_argument("--mgmt-requests", type=int, default=10_000)
