@@ -156,3 +156,32 @@ async def test_group_commit_keeps_ingest_idempotent(store: Store) -> None:
     assert sum(new for _, _, new in results) == 50
     assert all(ids == [f"same-{i}" for i in range(50)] for ids, _, _ in results[:4])
     assert len(await outbox.list_deliveries(account.id, limit=1000)) == 100
+
+
+async def test_skipping_a_saturated_webhook_looks_at_a_bounded_head(store: Store) -> None:
+    """A big backlog for one (saturated) webhook: the windowed claim looks only at the head of the queue
+    and finds nothing; the full claim reaches the other webhook's rows behind it. Both skip the first."""
+    outbox = Outbox(store)
+    await drain_other_tenants(outbox)
+    account, domain, (slow,) = await setup(store)
+    await emit(store, account, domain, 50)  # 50 rows for the slow webhook, due first
+    fast = (await store.change_webhooks(add=[
+        NewWebhook(account.id, domain.id, "opened", "https://fast.example/x", "mailgun")]))[0]
+    await emit_opened(store, account, domain, 5)
+
+    assert await outbox.claim("w", 10, 60, [slow.id], head=20) == []  # the head holds only the slow one's rows
+    within = await outbox.claim("w", 10, 60, [slow.id], head=60)  # a window that reaches them
+    assert len(within) == 5 and {c.webhook_id for c in within} == {fast.id}
+    await outbox.record("w", [outcome(c.id, c.webhook_id) for c in within])
+    await emit_opened(store, account, domain, 5)
+    assert await outbox.claim("w", 10, 60, [slow.id], head=20) == []
+    full = await outbox.claim("w", 10, 60, [slow.id])  # no window: the whole queue
+    assert len(full) == 5 and {c.webhook_id for c in full} == {fast.id}
+    rest = await outbox.claim("w", 100, 60, [], head=20)  # nothing to skip: the window does not apply
+    assert len(rest) == 50 and {c.webhook_id for c in rest} == {slow.id}
+
+
+async def emit_opened(store: Store, account: Account, domain: Domain, count: int) -> None:
+    body = [{"domain": domain.name, "event": "opened", "recipient": f"p{i}-{uuid.uuid4().hex[:6]}@x.example"}
+            for i in range(count)]
+    await Intake(store, Outbox(store)).ingest(account, body)

@@ -108,13 +108,25 @@ def _claimed(row: Any) -> Claimed:
 
 # PostgreSQL hot path: each statement below is one prepared asyncpg statement run on its own (its own
 # implicit transaction), one round trip, instead of BEGIN + statement(s) + COMMIT through SQLAlchemy.
-PG_CLAIM = (
-    "WITH due AS (SELECT id FROM deliveries WHERE status IN ('pending', 'delivering') AND next_attempt_at <= $1 "
-    "AND webhook_id <> ALL($5::bigint[]) ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED), "
+_PG_DUE = "status IN ('pending', 'delivering') AND next_attempt_at <= $1"
+_PG_CLAIM_REST = (
     "c AS (UPDATE deliveries d SET status = 'delivering', lease_owner = $3, lease_expires_at = $2, "
     "next_attempt_at = $2, updated_at = $1 FROM due WHERE d.id = due.id "
     "RETURNING d.id, d.event_pk, d.webhook_id, d.attempts, d.lease_expires_at) "
     f"SELECT {_claim_columns()} FROM c {_JOINS}"
+)
+PG_CLAIM = (
+    f"WITH due AS (SELECT id FROM deliveries WHERE {_PG_DUE} "
+    "AND webhook_id <> ALL($5::bigint[]) ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED), "
+    + _PG_CLAIM_REST
+)
+# The same, looking only at the first $6 due rows: skipping saturated webhooks costs a bounded scan, not
+# one over the whole backlog (a million rows for one slow receiver made every claim a full index scan).
+PG_CLAIM_HEAD = (
+    f"WITH due AS (SELECT id FROM deliveries WHERE {_PG_DUE} AND webhook_id <> ALL($5::bigint[]) "
+    f"AND id IN (SELECT id FROM deliveries WHERE {_PG_DUE} ORDER BY next_attempt_at LIMIT $6) "
+    "ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED), "
+    + _PG_CLAIM_REST
 )
 # Attempts, delivery states (only rows ``$2`` still holds) and the webhooks' cleared failing streaks, as
 # one statement: atomic like the transaction it replaces. Data-modifying CTEs run whether read or not.
@@ -255,25 +267,39 @@ class Outbox:
 
     # ------------------------------------------------------------------ claim
     async def claim(self, owner: str, limit: int, lease_seconds: float,
-                    exclude_webhooks: Sequence[int] = ()) -> list[Claimed]:
-        """Lease up to ``limit`` due deliveries (new, retry-due, or with an expired lease) to ``owner``."""
+                    exclude_webhooks: Sequence[int] = (), head: int | None = None) -> list[Claimed]:
+        """Lease up to ``limit`` due deliveries (new, retry-due, or with an expired lease) to ``owner``.
+
+        ``exclude_webhooks`` skips those webhooks' rows. With ``head``, only the first ``head`` due rows
+        are looked at, so that the skipping costs a bounded scan whatever the size of the backlog.
+        """
         now = time.time()
         lease = now + lease_seconds
+        excl = list(exclude_webhooks)
+        windowed = head is not None and bool(excl)
         if self.postgres:
             async with self._raw() as raw:
-                rows = await raw.fetch(PG_CLAIM, now, lease, owner, limit, list(exclude_webhooks))
+                if windowed:
+                    rows = await raw.fetch(PG_CLAIM_HEAD, now, lease, owner, limit, excl, head)
+                else:
+                    rows = await raw.fetch(PG_CLAIM, now, lease, owner, limit, excl)
             return [_claimed_record(row) for row in rows]
         # SQLite: the driver's own calls inside the store's BEGIN IMMEDIATE transaction (one thread hop each,
         # no SQLAlchemy compilation or result processing on the hot path).
-        excl = list(exclude_webhooks)
-        due = ("SELECT id FROM deliveries WHERE status IN ('pending', 'delivering') AND next_attempt_at <= ? "
-               + (f"AND webhook_id NOT IN ({','.join('?' * len(excl))}) " if excl else "")
-               + "ORDER BY next_attempt_at LIMIT ?")
+        due_rows = "FROM deliveries WHERE status IN ('pending', 'delivering') AND next_attempt_at <= ? "
+        skip = f"webhook_id NOT IN ({','.join('?' * len(excl))}) " if excl else ""
+        if windowed:
+            due = (f"SELECT id FROM (SELECT id, webhook_id, next_attempt_at {due_rows}ORDER BY next_attempt_at "
+                   f"LIMIT ?) WHERE {skip}ORDER BY next_attempt_at LIMIT ?")
+            window: tuple[Any, ...] = (now, head, *excl)
+        else:
+            due = f"SELECT id {due_rows}" + (f"AND {skip}" if skip else "") + "ORDER BY next_attempt_at LIMIT ?"
+            window = (now, *excl)
         claim = ("UPDATE deliveries SET status = 'delivering', lease_owner = ?, lease_expires_at = ?, "
                  f"next_attempt_at = ?, updated_at = ? WHERE id IN ({due}) RETURNING id")
         async with self.store.write() as conn:
             driver: Any = (await conn.get_raw_connection()).driver_connection
-            params = (owner, lease, lease, now, now, *excl, limit)
+            params = (owner, lease, lease, now, *window, limit)
             ids = [row[0] for row in await driver.execute_fetchall(claim, params)]
             if not ids:
                 return []

@@ -52,6 +52,11 @@ RETENTION_BATCHES = 20
 DB_BACKOFF_MAX = 5.0
 LISTEN_TIMEOUT = 5.0
 LISTEN_RETRY = 5.0  # seconds between attempts to re-establish LISTEN
+# While some URLs are at their cap, claims skip their rows but look only at the first HEAD_WINDOW x batch
+# due rows (a bounded scan however large the backlog); at most every FULL_SCAN_EVERY seconds a claim looks
+# through the whole queue, so that other endpoints' rows behind a slow one's backlog still go out.
+HEAD_WINDOW = 8
+FULL_SCAN_EVERY = 1.0
 
 _OUTCOME_COUNTERS: dict[str, Any] = {}
 
@@ -91,6 +96,7 @@ class Dispatcher:
         self._writer_task: asyncio.Task[None] | None = None
         self._listener: Any = None
         self._next_listen = 0.0
+        self._next_full_scan = 0.0
         self._next_retention = time.time() + 5.0  # first pass shortly after start
         self._purge_task: asyncio.Task[None] | None = None
 
@@ -184,7 +190,7 @@ class Dispatcher:
             if room >= max(1, min(self.batch_size, self.capacity) // 4) or not self.in_flight:
                 limit = min(self.batch_size, room)
                 try:
-                    batch = await self.outbox.claim(self.owner, limit, self.lease_seconds, self._saturated())
+                    batch = await self._claim(limit)
                     self.consecutive_errors = 0
                 except Exception as exc:
                     self._db_error("claim", exc)
@@ -201,6 +207,15 @@ class Dispatcher:
                 await asyncio.sleep(0)
                 continue
             await self._wait(self.settings.poll_interval)
+
+    async def _claim(self, limit: int) -> list[Claimed]:
+        saturated = self._saturated()
+        batch = await self.outbox.claim(self.owner, limit, self.lease_seconds, saturated,
+                                        head=HEAD_WINDOW * self.batch_size)
+        if saturated and len(batch) < limit and time.monotonic() >= self._next_full_scan:
+            self._next_full_scan = time.monotonic() + FULL_SCAN_EVERY
+            batch += await self.outbox.claim(self.owner, limit - len(batch), self.lease_seconds, saturated)
+        return batch
 
     def _saturated(self) -> list[int]:
         hooks: set[int] = set()
