@@ -72,8 +72,8 @@ class Bench:
     def add(self, row: Row) -> None:
         self.rows.append(row)
         mark = "" if row.ok is None else ("  ok" if row.ok else "  MISSED")
-        print(f"  {row.scenario:<9} {row.setting:<44} {row.value:>10,.1f} {row.unit:<14} {row.target}{mark}",
-              flush=True)
+        value = f"{row.value:>10,.2f}" if row.unit == "x" else f"{row.value:>10,.1f}"
+        print(f"  {row.scenario:<9} {row.setting:<52} {value} {row.unit:<14} {row.target}{mark}", flush=True)
 
     # ------------------------------------------------------------------ 1 + 4: drains (and ingest)
     async def drain(self, db: str, workers: int, events: int, hooks: int, extras: bool = False) -> None:
