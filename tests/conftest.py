@@ -41,14 +41,25 @@ def pg_admin_url() -> str:
     return os.environ.get("MAILHOOKS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest.fixture(scope="session")
-def pg_url(pg_admin_url: str) -> Iterator[str]:
-    """One fresh PostgreSQL database for this test run, dropped afterwards."""
+def own_database(backend: str, folder: Path, pg_admin_url: str, label: str) -> Iterator[str]:
+    """A fresh database of one backend for a fixture to yield from: a SQLite file in ``folder``, or a new
+    PostgreSQL database named after ``label``, dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'mailhooks.db'}"
+        return
     require_service(pg_available(pg_admin_url), "PostgreSQL")
-    name = f"mailhooks_test_{uuid.uuid4().hex[:12]}"
+    name = f"mailhooks_{label}_{uuid.uuid4().hex[:12]}"
     url = create_pg_database(pg_admin_url, name)
-    yield url
-    drop_pg_database(pg_admin_url, name)
+    try:
+        yield url
+    finally:
+        drop_pg_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One fresh PostgreSQL database for this test run, dropped afterwards."""
+    yield from own_database("postgresql", tmp_path_factory.getbasetemp(), pg_admin_url, "test")
 
 
 @pytest.fixture(scope="session")

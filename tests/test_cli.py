@@ -12,7 +12,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,8 +21,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import require_service
-from tests.support import MAILHOOKS, ROOT, ServerProcess, create_pg_database, drop_pg_database, pg_available
+from tests.conftest import own_database
+from tests.support import MAILHOOKS, ROOT, ServerProcess
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 BOOTSTRAP_VARS = ("MAILHOOKS_BOOTSTRAP_USER", "MAILHOOKS_BOOTSTRAP_DOMAIN")
@@ -32,14 +31,7 @@ BOOTSTRAP_VARS = ("MAILHOOKS_BOOTSTRAP_USER", "MAILHOOKS_BOOTSTRAP_DOMAIN")
 @pytest.fixture(params=["sqlite", "postgresql"])
 def empty_db(request: pytest.FixtureRequest, tmp_path: Path, pg_admin_url: str) -> Iterator[str]:
     """A database nobody has touched: not even migrated."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cli.db'}"
-        return
-    require_service(pg_available(pg_admin_url), "PostgreSQL")
-    name = f"mailhooks_cli_{uuid.uuid4().hex[:10]}"
-    url = create_pg_database(pg_admin_url, name)
-    yield url
-    drop_pg_database(pg_admin_url, name)
+    yield from own_database(request.param, tmp_path, pg_admin_url, "cli")
 
 
 def base_env(db_url: str, **extra: str) -> dict[str, str]:

@@ -21,15 +21,12 @@ import pytest
 from mailgun.security import SecurityGuard
 from standardwebhooks import Webhook as StandardWebhook
 
-from tests.conftest import require_service
+from tests.conftest import own_database
 from tests.support import (
     Provisioner,
     Receiver,
     ServerProcess,
     Tenant,
-    create_pg_database,
-    drop_pg_database,
-    pg_available,
 )
 
 TIMEOUT = 3.0  # the hanging receiver costs exactly this; long enough to hold under CPU load
@@ -47,14 +44,7 @@ FAST_ENV = {
 def fresh_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
              pg_admin_url: str) -> Iterator[str]:
     """A database of its own: the session ``server`` (default 5-minute schedule) must not claim our rows."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('delivery') / 'mailhooks.db'}"
-        return
-    require_service(pg_available(pg_admin_url), "PostgreSQL")
-    name = f"mailhooks_dlv_{uuid.uuid4().hex[:10]}"
-    url = create_pg_database(pg_admin_url, name)
-    yield url
-    drop_pg_database(pg_admin_url, name)
+    yield from own_database(request.param, tmp_path_factory.mktemp("delivery"), pg_admin_url, "dlv")
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import require_service
+from tests.conftest import own_database
 from tests.support import (
     Provisioner,
     Receiver,
     ServerProcess,
-    create_pg_database,
-    drop_pg_database,
-    pg_available,
 )
 
 EVENTS = 2000
@@ -42,14 +39,7 @@ ENV = {
 @pytest.fixture(params=["sqlite", "postgresql"])
 def crash_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
              pg_admin_url: str) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('crash') / 'mailhooks.db'}"
-        return
-    require_service(pg_available(pg_admin_url), "PostgreSQL")
-    name = f"mailhooks_crash_{uuid.uuid4().hex[:10]}"
-    url = create_pg_database(pg_admin_url, name)
-    yield url
-    drop_pg_database(pg_admin_url, name)
+    yield from own_database(request.param, tmp_path_factory.mktemp("crash"), pg_admin_url, "crash")
 
 
 def event_ids_received(receiver: Receiver, path: str) -> Counter[str]:

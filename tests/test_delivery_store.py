@@ -16,21 +16,13 @@ from mailhooks.core.models import Account, Domain, NewWebhook, Webhook
 from mailhooks.db.migrate import upgrade_async
 from mailhooks.db.outbox import Outbox, Outcome
 from mailhooks.db.store import Store
-from tests.conftest import require_service
-from tests.support import create_pg_database, drop_pg_database, pg_available
+from tests.conftest import own_database
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def queue_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
              pg_admin_url: str) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('queue') / 'mailhooks.db'}"
-        return
-    require_service(pg_available(pg_admin_url), "PostgreSQL")
-    name = f"mailhooks_queue_{uuid.uuid4().hex[:10]}"
-    url = create_pg_database(pg_admin_url, name)
-    yield url
-    drop_pg_database(pg_admin_url, name)
+    yield from own_database(request.param, tmp_path_factory.mktemp("queue"), pg_admin_url, "queue")
 
 
 @pytest.fixture()

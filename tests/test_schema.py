@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,14 +45,11 @@ from schemathesis.specs.openapi.checks import (
 from mailhooks.api.app import create_app
 from mailhooks.api.responses import dialect_for
 from mailhooks.config import Settings
-from tests.conftest import BACKENDS, require_service
+from tests.conftest import BACKENDS, own_database
 from tests.support import (
     Provisioner,
     ServerProcess,
     Tenant,
-    create_pg_database,
-    drop_pg_database,
-    pg_available,
 )
 
 SEED = int(os.environ.get("MAILHOOKS_SCHEMA_SEED", "20240611"))
@@ -144,14 +140,7 @@ def _seed_rows(server: ServerProcess, tenant: Tenant) -> tuple[list[str], list[s
 def schema_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
               pg_admin_url: str) -> Iterator[str]:
     """A fresh database per backend: the fuzzer creates and deletes freely without touching other tests."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('schema') / 'mailhooks.db'}"
-        return
-    require_service(pg_available(pg_admin_url), "PostgreSQL")
-    name = f"mailhooks_schema_{uuid.uuid4().hex[:12]}"
-    url = create_pg_database(pg_admin_url, name)
-    yield url
-    drop_pg_database(pg_admin_url, name)
+    yield from own_database(request.param, tmp_path_factory.mktemp("schema"), pg_admin_url, "schema")
 
 
 @pytest.fixture(scope="module")
