@@ -33,7 +33,11 @@ def upgrade() -> None:
         $$ LANGUAGE plpgsql
     """)
     for table in TABLES:
-        op.execute(f"CREATE TRIGGER {table}_config_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
+        # Per row, so that a statement changing nothing (the dispatcher clears failing streaks that are
+        # mostly already clear) notifies nobody; notifications with one payload fold into one per transaction.
+        op.execute(f"CREATE TRIGGER {table}_config_changed AFTER INSERT OR UPDATE OR DELETE "
+                   f"ON {table} FOR EACH ROW EXECUTE FUNCTION mailhooks_config_changed()")
+        op.execute(f"CREATE TRIGGER {table}_config_truncated AFTER TRUNCATE "
                    f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION mailhooks_config_changed()")
 
 
@@ -42,4 +46,5 @@ def downgrade() -> None:
         return
     for table in TABLES:
         op.execute(f"DROP TRIGGER IF EXISTS {table}_config_changed ON {table}")
+        op.execute(f"DROP TRIGGER IF EXISTS {table}_config_truncated ON {table}")
     op.execute("DROP FUNCTION IF EXISTS mailhooks_config_changed()")
