@@ -22,6 +22,7 @@ database, as they would without it; a quiet one answers configuration reads from
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -51,6 +52,7 @@ class ReadCache:
         self._remote_generation = 0
         self._next_connect = 0.0
         self._connecting = False
+        self._listen_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ generation
     def changed(self) -> None:
@@ -93,8 +95,8 @@ class ReadCache:
     def _schedule_listen(self) -> None:
         if self._connecting or time.monotonic() < self._next_connect:
             return
-        try:
-            asyncio.get_running_loop().create_task(self._listen())
+        try:  # keep a reference: the loop holds tasks only weakly
+            self._listen_task = asyncio.get_running_loop().create_task(self._listen())
         except RuntimeError:  # no loop (a synchronous caller): stay off
             return
         self._connecting = True
@@ -128,6 +130,10 @@ class ReadCache:
     async def close(self) -> None:
         self._entries.clear()
         self._close_sqlite()
+        if self._listen_task is not None and not self._listen_task.done():
+            self._listen_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listen_task
         if self._listener is not None and not self._listener.is_closed():
             await self._listener.close()
         self._listener = None
