@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,10 +77,9 @@ def same_length_name(name: str) -> str:
 
 # ---------------------------------------------------------------------------- B's world, made once per backend
 @pytest.fixture(scope="module")
-def hooks() -> Iterator[Receiver]:
-    rcv = Receiver().start()
-    yield rcv
-    rcv.stop()
+def hooks(receiver: Receiver) -> Receiver:
+    """Where A's and B's webhooks point: this module's receiver (conftest), paths under /a/ and /b/."""
+    return receiver
 
 
 @pytest.fixture(scope="module")
