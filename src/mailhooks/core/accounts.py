@@ -13,7 +13,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from mailhooks.core.errors import ValidationFailed
+from mailhooks.core.errors import DomainNotFound, ValidationFailed
 from mailhooks.core.models import Account, Domain
 from mailhooks.db.store import Store
 
@@ -81,6 +81,19 @@ def normalize_domain(name: str) -> str:
     if not DOMAIN_RE.match(clean):
         raise ValidationFailed.field("domain", f"{name!r} is not a valid domain name.")
     return clean
+
+
+async def find_domain(store: Store, account: Account, name: str) -> Domain:
+    """The account's domain called ``name``. Another account's domain is not found, and neither is a name
+    that cannot be a domain at all (NUL, which PostgreSQL refuses in text, never reaches the database)."""
+    try:
+        clean = normalize_domain(name)
+    except ValidationFailed:
+        raise DomainNotFound() from None
+    found = await store.get_domain(account.id, clean)
+    if found is None:
+        raise DomainNotFound()
+    return found
 
 
 async def add_domain(store: Store, account: Account, name: str) -> Domain:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mailhooks.core.accounts import DOMAIN_RE
+from mailhooks.core.accounts import find_domain
 from mailhooks.core.errors import DomainNotFound, ValidationFailed
 from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES
 from mailhooks.core.models import Account, Domain, Webhook
@@ -231,10 +231,7 @@ class Intake:
         cached = self._domains.get((account.id, name))
         if cached is not None and cached[0] > now:
             return cached[1]
-        # What cannot be a domain name (NUL, which PostgreSQL refuses in text) is not one of ours either.
-        found = await self.store.get_domain(account.id, name) if DOMAIN_RE.match(name) else None
-        if found is None:
-            raise DomainNotFound()
+        found = await find_domain(self.store, account, name)
         if len(self._domains) > 10_000:
             self._domains.clear()
         self._domains[(account.id, name)] = (now + self.DOMAIN_CACHE_SECONDS, found)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 
-from mailhooks.core.accounts import normalize_domain
+from mailhooks.core.accounts import find_domain
 from mailhooks.core.errors import (
     Conflict,
-    DomainNotFound,
     LimitExceeded,
     ValidationFailed,
     WebhookNotFound,
@@ -66,14 +65,7 @@ class Subscriptions:
 
     # ------------------------------------------------------------------ shared checks
     async def domain(self, account: Account, name: str) -> Domain:
-        try:
-            clean = normalize_domain(name)
-        except ValidationFailed:
-            raise DomainNotFound() from None  # what cannot be a domain name is not one of ours either
-        found = await self.store.get_domain(account.id, clean)
-        if found is None:
-            raise DomainNotFound()
-        return found
+        return await find_domain(self.store, account, name)
 
     async def check_urls(self, urls: Sequence[str]) -> list[str]:
         return [await check_target(url, self.policy) for url in urls]
