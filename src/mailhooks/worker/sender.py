@@ -65,7 +65,6 @@ class SendResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-@functools.lru_cache(maxsize=4096)
 def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(host.strip("[]"))
