@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 import uvloop
+from harness import event
 
 from mailhooks.core.payloads import PreparedEvent, canonical_event, new_event_id
 
@@ -24,18 +25,11 @@ SIGNING_KEY = "key-" + "0" * 32
 
 
 def sample(i: int) -> PreparedEvent:
-    event = canonical_event(
-        "delivered",
-        {"recipient": f"user{i}@example.org",
-         "message": {"headers": {"message-id": f"{i}@bench.example", "from": "sender@bench.example",
-                                 "to": f"user{i}@example.org", "subject": "Benchmark message " + "x" * 300}},
-         "delivery-status": {"code": 250, "message": "OK", "attempt-no": 1, "tls": True},
-         "envelope": {"sender": "sender@bench.example", "targets": f"user{i}@example.org", "transport": "smtp"}},
-        event_id=new_event_id(), domain="bench.example", account_guid="00000000-0000-0000-0000-000000000000",
-        occurred_at=time.time(),
-    )
-    return PreparedEvent.prepare("mailgun", event, "secret")
-
+    """The event the drain scenarios ingest (``harness.event``), as mailhooks stores and renders it."""
+    fields = {k: v for k, v in event(i, "bench.example", "baseline").items() if k not in ("id", "domain", "event")}
+    stored = canonical_event("delivered", fields, event_id=new_event_id(), domain="bench.example",
+                             account_guid="00000000-0000-0000-0000-000000000000", occurred_at=time.time())
+    return PreparedEvent.prepare("mailgun", stored, "secret")
 
 POOL = 1000  # events are encoded before timing starts, as mailhooks encodes at ingest; signing is per request
 

@@ -237,7 +237,7 @@ class Stack:
 
 
 def event(i: int, domain: str, run: str) -> dict[str, Any]:
-    """A realistic ~1 KB ``delivered`` event (its Mailgun-format delivery is about 1.3 KB)."""
+    """A realistic ~1 KB ``delivered`` event (its Mailgun-format delivery is about 1.1 KB)."""
     return {"id": f"{run}-{i}", "domain": domain, "event": "delivered", "recipient": f"user{i}@example.org",
             "message": {"headers": {"message-id": f"{i}@bench.example", "from": "sender@bench.example",
                                     "to": f"user{i}@example.org", "subject": "Benchmark message " + "x" * 300}},

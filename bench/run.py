@@ -9,7 +9,7 @@ Scenarios (all loops bounded in count and time):
              held, then released at once (enable + the native recover call); time from the release
              until the receiver has every delivery. SQLite with ``mailhooks serve``; PostgreSQL with
              ``mailhooks api`` plus 1 and 2 ``mailhooks worker`` processes.
-2. baseline  the same signed ~1.3 KB payloads from a plain aiohttp client, no storage (bench/baseline.py),
+2. baseline  the same signed ~1.1 KB payloads from a plain aiohttp client, no storage (bench/baseline.py),
              in 1 and 2 processes, 32 requests in flight each (the dispatcher's per-URL cap); the
              drains are printed as a fraction of it.
 3. latency   single events at a fixed 500/s for 30 s into SQLite ``serve``; p50/p95/p99 from the ingest
