@@ -50,6 +50,11 @@ from harness import Receiver, Stack, event, ingest, new_tmp, peak_rss_mb
 BASELINE_CONCURRENCY = 32
 
 
+def stack_label(workers: int) -> str:
+    """0 workers: SQLite ``serve``; N: PostgreSQL with N ``worker`` processes (the drain stacks)."""
+    return "sqlite serve" if workers == 0 else f"postgresql {workers} worker{'s' * (workers > 1)}"
+
+
 @dataclass
 class Row:
     scenario: str
@@ -77,7 +82,7 @@ class Bench:
 
     # ------------------------------------------------------------------ 1 + 4: drains (and ingest)
     async def drain(self, db: str, workers: int, events: int, hooks: int, extras: bool = False) -> None:
-        label = "sqlite serve" if workers == 0 else f"postgresql {workers} worker{'s' * (workers > 1)}"
+        label = stack_label(workers)
         async with Stack(db, self.tmp, self.receiver, hooks=hooks) as stack:
             name = f"{db}-{workers}-{hooks}"
             if workers == 0:
@@ -197,7 +202,7 @@ class Bench:
             if processes not in self.baselines:
                 continue
             ratio = rate / self.baselines[processes]
-            label = "sqlite serve" if workers == 0 else f"postgresql {workers} worker{'s' * (workers > 1)}"
+            label = stack_label(workers)
             self.add(Row("ratio", f"{label}, x{hooks} / baseline {processes} process{'es' * (processes > 1)}",
                          ratio, "x", f">= {target}" if target else "",
                          (ratio >= target) if target else None))
