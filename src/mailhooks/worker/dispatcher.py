@@ -319,10 +319,9 @@ class Dispatcher:
 
     def _outcome(self, job: Claimed, result: SendResult, headers: dict[str, str] | None = None) -> Outcome:
         number = job.attempts + 1
-        refused = bool(result.error and result.error.startswith("refused"))
         decision = decide(attempt_number=number, status_code=result.status_code, error=result.error,
                           now=time.time(), schedule=self.settings.retry_schedule, retry_after=result.retry_after,
-                          refused=refused)
+                          failure=result.failure)
         metrics.ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
         label = "retry" if decision.status == PENDING else decision.status
         counter = _OUTCOME_COUNTERS.get(label)
