@@ -138,7 +138,18 @@ def _sendable_host(host: str) -> bool:
         except ValueError:
             return False
         return True
-    return all(_HOST_LABEL.fullmatch(label) for label in labels)
+    return all(_HOST_LABEL.fullmatch(label) and _valid_a_label(label) for label in labels)
+
+
+def _valid_a_label(label: str) -> bool:
+    """An ``xn--`` label must be punycode that decodes to a valid IDNA name (``xn--`` alone is not)."""
+    if not label.startswith("xn--"):
+        return True
+    try:
+        label.encode("ascii").decode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _same_host(a: str, b: str) -> bool:
