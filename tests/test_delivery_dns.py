@@ -143,6 +143,9 @@ def test_a_resolver_that_fails_then_recovers_delays_deliveries_and_loses_none(
     assert not any(status == "failed" for status, _, _ in during), during
     assert any(attempts >= 1 and error and "cannot be resolved" in error for _, attempts, error in during), during
     assert receiver.on("/flaky") == []
+    metrics = httpx.get(f"{lab.base_url}/metrics").text
+    assert any(line.startswith('mailhooks_attempt_failures_total{kind="unresolvable"}') and float(line.split()[-1]) > 0
+               for line in metrics.splitlines()), metrics
     stub.recover()
     counts = _wait_finished(lab, tenant, 20, timeout=20)
     assert counts == {"succeeded": 20}, (counts, _errors(lab, tenant))

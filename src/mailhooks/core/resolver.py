@@ -81,6 +81,7 @@ class HostResolver:
         self._pending: dict[str, asyncio.Future[tuple[IPAddress, ...]]] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def addresses(self, host: str) -> tuple[IPAddress, ...]:
         """The host's addresses (at least one), or ``LookupFailed`` / ``LookupTimedOut``."""
@@ -90,6 +91,9 @@ class HostResolver:
             if entry.failure is not None:
                 raise type(entry.failure)(entry.failure.host, entry.failure.reason)
             return entry.addresses
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # shared lookups and thread slots belong to one event loop
+            self._loop, self._pending, self._slots = loop, {}, None
         pending = self._pending.get(key)
         if pending is None:
             pending = self._pending[key] = asyncio.ensure_future(self._lookup(key))
@@ -121,8 +125,9 @@ class HostResolver:
         self._cache[host] = entry
 
     async def _query(self, host: str) -> tuple[IPAddress, ...]:
-        if self._executor is None or self._slots is None:
+        if self._executor is None:
             self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="mailhooks-dns")
+        if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
         slots = self._slots
         await slots.acquire()  # waiting for a free thread is not part of the deadline
