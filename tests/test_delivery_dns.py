@@ -223,3 +223,41 @@ def test_lookups_are_shared_and_their_deadline_excludes_waiting_for_a_thread(stu
     assert (int(total), int(failed), int(lookups)) == (200, 0, 8), out.stdout
     assert sum(stub.query_count(name) for name in names) == 16, stub.queries  # one A + one AAAA per name
     del first_failure
+
+
+TIMEOUTS = """
+import asyncio, sys
+from mailhooks.core.resolver import HostResolver, LookupTimedOut
+
+async def main() -> None:
+    resolver = HostResolver(timeout=0.3, negative_ttl=1.0)
+    for _ in range(2):  # the second is answered from the brief negative cache
+        try:
+            await resolver.addresses(sys.argv[1])
+            print("ok", resolver.lookups, flush=True)
+        except LookupTimedOut as exc:
+            print("timeout", resolver.lookups, exc, flush=True)
+    sys.stdin.readline()  # the test has made the resolver healthy again
+    await asyncio.sleep(1.0)  # the negative entry expires
+    print("ok" if await resolver.addresses(sys.argv[1]) else "empty", resolver.lookups, flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_a_lookup_past_its_deadline_is_a_timeout_remembered_only_briefly(stub: StubDNS) -> None:
+    name = _name("late")
+    stub.answer(name, "127.0.0.1")
+    stub.slow(0.7)  # past the 0.3 s deadline, within the 1 s the stub's resolv.conf gives the C library
+    proc = subprocess.Popen([*stub.namespace_argv(), sys.executable, "-c", TIMEOUTS, name], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    first, second = proc.stdout.readline(), proc.stdout.readline()
+    assert first.startswith("timeout 1 ") and "no answer within 0.3s" in first, (first, second)
+    assert second.startswith("timeout 1 "), (first, second)  # from the negative cache: no second query
+    stub.recover()
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert stdout.strip() == "ok 2", (stdout, stderr)
