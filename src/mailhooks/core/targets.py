@@ -48,13 +48,15 @@ def refused_message(address: IPAddress) -> str:
 
 
 def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address stands for through mapping or translation, if any."""
+    """The IPv4 address an IPv6 address stands for through mapping or translation, if any.
+
+    Teredo (2001::/32) is not one of these: its IPv4 part is a client's NAT, and the prefix is not
+    global, so the IPv6 rules refuse it.
+    """
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
     if address.sixtofour is not None:  # 2002:AABB:CCDD::/48 routes to AA.BB.CC.DD
         return address.sixtofour
-    if address.teredo is not None:  # (server, client): the client is where the traffic ends up
-        return address.teredo[1]
     if address in NAT64_WELL_KNOWN or address in SIIT_TRANSLATED or address in IPV4_COMPATIBLE:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
