@@ -116,8 +116,10 @@ class ServerProcess:
     """``mailhooks <command>`` as a real subprocess on 127.0.0.1."""
 
     def __init__(self, db_url: str, log_dir: Path, env: dict[str, str] | None = None, command: str = "serve",
-                 port: int | None = None) -> None:
+                 port: int | None = None, argv_prefix: list[str] | None = None) -> None:
+        """``argv_prefix`` wraps the command, e.g. ``StubDNS.namespace_argv()`` (tests/faults/dns.py)."""
         self.db_url = db_url
+        self.argv_prefix = list(argv_prefix or ())
         self.command = command
         self.port = port or free_port()
         self.log_path = log_dir / f"{command}-{self.port}.log"
@@ -131,7 +133,7 @@ class ServerProcess:
     def start(self, timeout: float = 30.0, migrate: bool = True) -> None:
         if migrate:
             upgrade(self.db_url)
-        args = [MAILHOOKS, self.command]
+        args = [*self.argv_prefix, MAILHOOKS, self.command]
         if self.command in ("serve", "api"):
             args += ["--host", "127.0.0.1", "--port", str(self.port)]
         log = self.log_path.open("ab")

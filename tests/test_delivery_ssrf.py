@@ -81,3 +81,70 @@ def test_private_targets_refused_at_send_time(strict: ServerProcess, receiver: R
         assert item["status"] == "failed", item
         assert "refused" in str(item["last_error"]) and "127.0.0.1" in str(item["last_error"]), item
     assert receiver.on("/by-name") == [] and receiver.on("/by-ip") == []
+
+
+# IPv6 that carries a refused IPv4 address (NAT64, 6to4, IPv4-compatible, SIIT) and site-local IPv6: a
+# gateway on the way forwards them to the IPv4 address, e.g. the metadata address 169.254.169.254.
+EMBEDDED = ["http://[64:ff9b::a9fe:a9fe]/", "http://[64:ff9b:1::a9fe:a9fe]/", "http://[2002:a9fe:a9fe::1]/",
+            "http://[::a9fe:a9fe]/", "http://[::ffff:0:a9fe:a9fe]/", "http://[fec0::1]/"]
+
+# URLs no sender can send, or that one parser reads with another host than the other.
+UNSENDABLE = ["http://127.0.0.1\\@example.com/", "http://xn--/", "http://exa%6dple.com/", "http://127.1/",
+              "http://-bad.example/", "http://[fe80::1%25eth0]/"]
+
+
+def _subscribe_both(server: ServerProcess, tenant: Tenant, url: str) -> tuple[httpx.Response, httpx.Response]:
+    mailgun = httpx.post(f"{server.base_url}/v3/domains/{tenant.domain}/webhooks", auth=("api", tenant.api_key),
+                         data={"id": "delivered", "url": url})
+    kirim = httpx.post(f"{server.base_url}/api/domains/{tenant.domain}/webhooks",
+                       auth=(tenant.username, tenant.api_key), json={"type": "delivered", "url": url})
+    return mailgun, kirim
+
+
+@pytest.mark.parametrize("url", EMBEDDED)
+def test_ipv6_carrying_refused_ipv4_is_refused_at_subscribe_time(strict: ServerProcess, url: str) -> None:
+    tenant = Provisioner(strict.db_url).tenant()
+    mailgun, kirim = _subscribe_both(strict, tenant, url)
+    assert mailgun.status_code == 400, mailgun.text
+    assert mailgun.json()["message"].startswith("The url resolves to a private or loopback address ("), mailgun.text
+    assert kirim.status_code == 422 and kirim.json()["success"] is False, kirim.text
+    assert kirim.json()["errors"]["url"][0].startswith("The url resolves to a private or loopback address (")
+
+
+@pytest.mark.parametrize("url", UNSENDABLE)
+def test_urls_that_can_never_be_sent_are_refused_at_subscribe_time(strict: ServerProcess, url: str) -> None:
+    tenant = Provisioner(strict.db_url).tenant()
+    mailgun, kirim = _subscribe_both(strict, tenant, url)
+    assert (mailgun.status_code, mailgun.json()) == (400, {"message": "The url must be a valid URL."}), url
+    assert kirim.status_code == 422, kirim.text
+    assert kirim.json() == {"success": False, "message": "Validation failed.",
+                            "errors": {"url": ["The url must be a valid URL."]}}, kirim.text
+    assert httpx.get(f"{strict.base_url}/v3/domains/{tenant.domain}/webhooks",
+                     auth=("api", tenant.api_key)).json()["webhooks"] == {}
+
+
+def test_ipv6_carrying_loopback_is_refused_at_send_time(strict: ServerProcess, receiver: Receiver) -> None:
+    """Rows written past the subscribe check go nowhere: failed after one attempt, with the reason."""
+    tenant = Provisioner(strict.db_url).tenant()
+    urls = [f"http://[{address}]:{receiver.port}/embedded"
+            for address in ("64:ff9b::7f00:1", "2002:7f00:1::1", "::7f00:1", "::ffff:0:7f00:1")]
+    for url in urls:
+        _insert_webhook(strict.db_url, tenant, url)
+    headers = {"Authorization": f"Bearer {tenant.api_key}"}
+    r = httpx.post(f"{strict.base_url}/v1/events", headers=headers,
+                   json={"domain": tenant.domain, "event": "delivered", "recipient": "a@b.example"})
+    assert r.status_code == 202
+    event_id = r.json()["ids"][0]
+    deadline = time.monotonic() + 15
+    items: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        items = httpx.get(f"{strict.base_url}/v1/deliveries", params={"event_id": event_id},
+                          headers=headers).json()["items"]
+        if len(items) == len(urls) and all(d["status"] == "failed" for d in items):
+            break
+        time.sleep(0.1)
+    assert sorted(str(d["url"]) for d in items) == sorted(urls)
+    for item in items:
+        assert (item["status"], item["attempt_count"]) == ("failed", 1), item
+        assert str(item["last_error"]).startswith("refused: The url resolves to a private or loopback address ("), item
+    assert receiver.on("/embedded") == []

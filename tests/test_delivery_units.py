@@ -10,7 +10,16 @@ from mailhooks.core.errors import ValidationFailed
 from mailhooks.core.events import parse_events, targets_for
 from mailhooks.core.models import Webhook
 from mailhooks.core.payloads import kirim_signature
-from mailhooks.core.retry import FAILED, PENDING, REJECTED, SUCCEEDED, decide, parse_retry_after, should_disable
+from mailhooks.core.retry import (
+    FAILED,
+    PENDING,
+    REJECTED,
+    SUCCEEDED,
+    FailureKind,
+    decide,
+    parse_retry_after,
+    should_disable,
+)
 
 SCHEDULE = (300.0, 600.0, 900.0, 3600.0, 7200.0, 14400.0)
 
@@ -46,9 +55,20 @@ def test_everything_else_retries_on_the_schedule_with_jitter(code: int | None) -
     assert decide(attempt_number=7, status_code=code, error=None, now=0, schedule=SCHEDULE).status == FAILED
 
 
-def test_refused_target_fails_at_once() -> None:
-    d = decide(attempt_number=1, status_code=None, error="refused: private", now=0, schedule=SCHEDULE, refused=True)
+@pytest.mark.parametrize("failure", [FailureKind.REFUSED, FailureKind.INVALID_URL])
+def test_refused_target_or_unsendable_url_fails_at_once(failure: FailureKind) -> None:
+    d = decide(attempt_number=1, status_code=None, error="refused: private", now=0, schedule=SCHEDULE,
+               failure=failure)
     assert d.status == FAILED
+
+
+@pytest.mark.parametrize("failure", [FailureKind.UNRESOLVABLE, FailureKind.TIMEOUT, FailureKind.CONNECTION,
+                                     FailureKind.PROTOCOL])
+def test_dns_and_network_failures_follow_the_schedule(failure: FailureKind) -> None:
+    d = decide(attempt_number=1, status_code=None, error="dns: no answer", now=0, schedule=SCHEDULE, failure=failure)
+    assert d.status == PENDING and d.next_attempt_at is not None
+    assert decide(attempt_number=7, status_code=None, error="x", now=0, schedule=SCHEDULE,
+                  failure=failure).status == FAILED
 
 
 def test_retry_after_is_honoured_within_bounds() -> None:

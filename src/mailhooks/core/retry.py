@@ -3,9 +3,11 @@
 - 2xx: ``succeeded``.
 - 406: ``rejected``, never retried (Mailgun's rule for "do not send this again").
 - 410: ``rejected`` and the webhook is disabled (Standard Webhooks: the endpoint is gone).
-- A target refused by the address policy: ``failed`` at once. Retrying cannot change the operator's
-  policy; the row stays visible with the reason and can be retried or recovered by hand.
-- Anything else (other codes, timeouts, connection errors): retried after ``schedule[n-1]`` seconds
+- A target refused by the address policy, or a URL that can never be sent: ``failed`` at once.
+  Retrying cannot change the operator's policy; the row stays visible with the reason and can be
+  retried or recovered by hand.
+- Anything else (other codes, timeouts, connection errors, and DNS lookups that failed or timed
+  out: a resolver recovers, so those are transient too): retried after ``schedule[n-1]`` seconds
   (±20 % jitter) where ``n`` is the number of the attempt that just failed; after the last entry the
   delivery is ``failed``. A 429's ``Retry-After`` is honoured (never retry sooner than it asks) up to
   ``MAX_RETRY_AFTER``, so a receiver cannot park a delivery for days.
@@ -17,6 +19,7 @@ already past the schedule, so a failure finishes it again instead of starting an
 from __future__ import annotations
 
 import email.utils
+import enum
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +31,24 @@ FAILED = "failed"
 REJECTED = "rejected"
 STATUSES = (PENDING, DELIVERING, SUCCEEDED, FAILED, REJECTED)
 FINISHED = (SUCCEEDED, FAILED, REJECTED)
+
+
+
+class FailureKind(enum.StrEnum):
+    """Why an attempt got no HTTP answer (``None`` when it got one)."""
+
+    REFUSED = "refused"  # the target is, or resolves to, an address the policy does not allow
+    INVALID_URL = "invalid_url"  # the URL cannot be sent at all (stored before the syntax check was strict)
+    UNRESOLVABLE = "unresolvable"  # the lookup failed: no such name right now, or the resolver failed
+    TIMEOUT = "timeout"  # no answer in time: the lookup, the connection or the response
+    CONNECTION = "connection"  # could not connect, or the connection broke
+    PROTOCOL = "protocol"  # connected, but the answer was not HTTP we could read
+
+    @property
+    def permanent(self) -> bool:
+        """Retrying cannot help: the delivery is ``failed`` after this attempt."""
+        return self in (FailureKind.REFUSED, FailureKind.INVALID_URL)
+
 
 JITTER = 0.2
 MAX_RETRY_AFTER = 6 * 3600.0
@@ -76,7 +97,7 @@ def decide(
     now: float,
     schedule: Sequence[float],
     retry_after: str | None = None,
-    refused: bool = False,
+    failure: FailureKind | None = None,
     rng: random.Random | None = None,
 ) -> Decision:
     """The delivery's next state after attempt ``attempt_number`` (1-based) ended like this."""
@@ -86,7 +107,7 @@ def decide(
         return Decision(REJECTED, None)
     if status_code == 410:
         return Decision(REJECTED, None, disable_reason="410 Gone from the receiver")
-    if refused:
+    if failure is not None and failure.permanent:
         return Decision(FAILED, None)
     if attempt_number > len(schedule):
         return Decision(FAILED, None)

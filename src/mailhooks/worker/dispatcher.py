@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 from mailhooks.api.state import Services
 from mailhooks.config import Settings
 from mailhooks.core.payloads import PreparedEvent
-from mailhooks.core.retry import FAILED, PENDING, REJECTED, SUCCEEDED, decide
+from mailhooks.core.retry import FAILED, PENDING, REJECTED, SUCCEEDED, FailureKind, decide
 from mailhooks.core.targets import TargetPolicy
 from mailhooks.db.outbox import NOTIFY_CHANNEL, Claimed, Outbox, Outcome
 from mailhooks.db.store import Store
@@ -60,6 +60,7 @@ HEAD_WINDOW = 8
 FULL_SCAN_EVERY = 1.0
 
 _OUTCOME_COUNTERS: dict[str, Any] = {}
+_FAILURE_COUNTERS: dict[FailureKind, Any] = {}
 
 
 def message_id(delivery_id: int) -> str:
@@ -319,16 +320,20 @@ class Dispatcher:
 
     def _outcome(self, job: Claimed, result: SendResult, headers: dict[str, str] | None = None) -> Outcome:
         number = job.attempts + 1
-        refused = bool(result.error and result.error.startswith("refused"))
         decision = decide(attempt_number=number, status_code=result.status_code, error=result.error,
                           now=time.time(), schedule=self.settings.retry_schedule, retry_after=result.retry_after,
-                          refused=refused)
+                          failure=result.failure)
         metrics.ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
         label = "retry" if decision.status == PENDING else decision.status
         counter = _OUTCOME_COUNTERS.get(label)
         if counter is None:  # labels() takes a lock and builds a key on every call: keep the children
             counter = _OUTCOME_COUNTERS[label] = metrics.DELIVERIES.labels(label)
         counter.inc()
+        if result.failure is not None:
+            failures = _FAILURE_COUNTERS.get(result.failure)
+            if failures is None:
+                failures = _FAILURE_COUNTERS[result.failure] = metrics.ATTEMPT_FAILURES.labels(result.failure.value)
+            failures.inc()
         attempt = {
             "delivery_id": job.id, "number": number, "started_at": result.started_at,
             "duration_ms": round(result.duration_ms, 3), "status_code": result.status_code,

@@ -10,6 +10,12 @@ DELIVERIES = Counter(
     "Attempt outcomes by what they meant for the delivery: succeeded, rejected, failed (given up), retry.",
     ["outcome"],
 )
+ATTEMPT_FAILURES = Counter(
+    "mailhooks_attempt_failures_total",
+    "Attempts that got no HTTP answer, by why: refused, invalid_url (final), unresolvable, timeout,"
+    " connection, protocol (retried).",
+    ["kind"],
+)
 ATTEMPT_SECONDS = Histogram(
     "mailhooks_attempt_duration_seconds",
     "Duration of one HTTP attempt to a subscriber.",

@@ -1,7 +1,9 @@
 """One signed POST to a subscriber, over a pooled aiohttp session.
 
 The connector's resolver applies the target policy, so the socket goes to exactly the address that
-was checked (no DNS rebinding between check and connect). Redirects are never followed.
+was checked (no DNS rebinding between check and connect). Redirects are never followed. An attempt
+without an HTTP answer says why in ``SendResult.failure`` (a ``FailureKind``), which the retry policy
+reads: only a refused target or an unsendable URL is final.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import socket
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -21,16 +22,31 @@ from yarl import URL
 from mailhooks.core.errors import ValidationFailed
 from mailhooks.core.models import Account, Domain
 from mailhooks.core.payloads import PreparedEvent, sample_event
-from mailhooks.core.targets import TargetPolicy
+from mailhooks.core.retry import FailureKind
+from mailhooks.core.targets import TargetPolicy, Unresolvable, refused_message
 
 EXCERPT_BYTES = 1024
 
 
 class TargetRefused(Exception):
-    """The target resolved to an address the policy does not allow."""
+    """The target is, or resolved to, an address the policy does not allow."""
+
+
+class TargetUnresolvable(Exception):
+    """The lookup failed or timed out: transient, the delivery is retried on its schedule.
+
+    Not an ``OSError``, so aiohttp passes it through as it is instead of wrapping it.
+    """
+
+    def __init__(self, message: str, timed_out: bool) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class PolicyResolver(AbstractResolver):
+    """aiohttp asks this for every new connection to a named host: the policy's cached lookup, with the
+    policy applied to the answer every time. aiohttp connects to exactly the addresses returned."""
+
     def __init__(self, policy: TargetPolicy) -> None:
         self.policy = policy
 
@@ -38,6 +54,8 @@ class PolicyResolver(AbstractResolver):
                       ) -> list[ResolveResult]:
         try:
             addresses = await self.policy.resolve(host, port)
+        except Unresolvable as exc:
+            raise TargetUnresolvable(exc.message, exc.timed_out) from exc
         except ValidationFailed as exc:
             raise TargetRefused(exc.message) from exc
         return [
@@ -59,6 +77,7 @@ class SendResult:
     error: str | None
     retry_after: str | None = None
     started_at: float = 0.0
+    failure: FailureKind | None = None  # set when there is no status code: why
 
     @property
     def ok(self) -> bool:
@@ -74,8 +93,12 @@ def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
 
 @functools.lru_cache(maxsize=4096)
 def _url_target(url: str) -> tuple[URL, ipaddress.IPv4Address | ipaddress.IPv6Address | None]:
-    """The parsed URL (aiohttp would parse the string on every request) and its IP-literal host, if any."""
-    return URL(url), _literal_address(urlsplit(url).hostname or "")
+    """The parsed URL (aiohttp would parse the string on every request) and its IP-literal host, if any.
+
+    The literal is taken from the parsed URL itself, so the address checked is the one connected to.
+    """
+    parsed = URL(url)
+    return parsed, _literal_address(parsed.raw_host or "")
 
 
 class Sender:
@@ -96,13 +119,13 @@ class Sender:
         """aiohttp never asks the resolver about an IP-literal host, so the policy is applied here."""
         parsed, address = _url_target(url)
         if address is not None and not self.policy.address_allowed(address):
-            raise TargetRefused(
-                f"The url resolves to a private or loopback address ({address}), which is not allowed.")
+            raise TargetRefused(refused_message(address))
         return parsed
 
     async def post(self, url: str, body: bytes, headers: dict[str, Any]) -> SendResult:
         started = time.time()
         t0 = time.perf_counter()
+        failure: FailureKind
         try:
             target = self._check_literal(url)
             async with self.session.post(target, data=body, headers=headers, allow_redirects=False) as response:
@@ -111,17 +134,25 @@ class Sender:
                 return SendResult(response.status, (time.perf_counter() - t0) * 1000, excerpt, None,
                                   response.headers.get("Retry-After"), started)
         except TargetRefused as exc:
-            error = f"refused: {exc}"
+            failure, error = FailureKind.REFUSED, f"refused: {exc}"
+        except TargetUnresolvable as exc:
+            failure = FailureKind.TIMEOUT if exc.timed_out else FailureKind.UNRESOLVABLE
+            error = f"dns: {exc}"
+        except aiohttp.ClientConnectorDNSError as exc:  # only if aiohttp itself resolves (it does not here)
+            failure, error = FailureKind.UNRESOLVABLE, f"dns: {exc}"
         except aiohttp.ClientConnectorError as exc:
-            cause = exc.os_error
-            error = f"refused: {cause}" if isinstance(cause, TargetRefused) else f"connection error: {exc}"
+            failure, error = FailureKind.CONNECTION, f"connection error: {exc}"
         except TimeoutError:
-            error = f"timeout after {self.timeout.total:g}s"
+            failure, error = FailureKind.TIMEOUT, f"timeout after {self.timeout.total:g}s"
+        except aiohttp.InvalidURL as exc:
+            failure, error = FailureKind.INVALID_URL, f"invalid url: {exc}"
+        except aiohttp.ClientConnectionError as exc:
+            failure, error = FailureKind.CONNECTION, f"{type(exc).__name__}: {exc}"
         except aiohttp.ClientError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        except ValueError as exc:  # malformed URL that slipped past the subscribe-time check
-            error = f"invalid url: {exc}"
-        return SendResult(None, (time.perf_counter() - t0) * 1000, "", error, None, started)
+            failure, error = FailureKind.PROTOCOL, f"{type(exc).__name__}: {exc}"
+        except (ValueError, UnicodeError) as exc:  # malformed URL that slipped past the subscribe-time check
+            failure, error = FailureKind.INVALID_URL, f"invalid url: {exc}"
+        return SendResult(None, (time.perf_counter() - t0) * 1000, "", error, None, started, failure)
 
 
 async def send_sample(sender: Sender, account: Account, domain: Domain, event_type: str, url: str,
