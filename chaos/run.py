@@ -62,10 +62,30 @@ async def hostile_neighbour(world: World, flow: Flow) -> str:
     return "another account's receiver answers NUL and invalid UTF-8"
 
 
+async def resolver_outage(world: World, flow: Flow) -> str:
+    """The resolver answers nothing (every lookup times out) when the webhook's host is first needed;
+    deliveries wait and retry, then go out once it answers again."""
+    from tests.faults.dns import StubDNS
+
+    stub = StubDNS().start()
+    world.on_exit(stub.stop)
+    stub.answer("hooks.chaos.test", "127.0.0.1")
+    world.argv_prefix = stub.namespace_argv()
+    world.hook_host = "hooks.chaos.test"
+    world.env_extra.update({"MAILHOOKS_ALLOW_PRIVATE_TARGETS": "0", "MAILHOOKS_ALLOWED_CIDRS": "127.0.0.0/8"})
+    stub.drop()
+    await world.serve()
+    await flow.run_for(world.fault_at + world.fault_for)
+    stub.recover()
+    await flow.run_for(world.after)
+    return f"resolver silent for the first {world.fault_at + world.fault_for:g} s"
+
+
 SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "receiver-outage": ("sqlite", receiver_outage),
     "worker-crash": ("postgresql", worker_crash),
     "hostile-neighbour": ("postgresql", hostile_neighbour),
+    "resolver-outage": ("sqlite", resolver_outage),
 }
 
 

@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,8 @@ class CountingReceiver:
         self.last_arrival = 0.0
         self._runner: web.AppRunner | None = None
 
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -143,7 +144,14 @@ class World:
     api_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     workers: list[str] = field(default_factory=list)
+    argv_prefix: list[str] = field(default_factory=list)  # e.g. a private namespace with our own resolver
+    hook_host: str = "127.0.0.1"  # the host name in the webhook's URL
     _pg_name: str | None = None
+    _on_exit: list[Callable[[], object]] = field(default_factory=list)
+
+    def on_exit(self, undo: Callable[[], object]) -> None:
+        """Undo a staged fault (stop a stub resolver, a cluster...) once the processes are stopped."""
+        self._on_exit.append(undo)
 
     @property
     def fault_at(self) -> float:
@@ -185,6 +193,8 @@ class World:
         for name in reversed(list(self.procs)):
             self.stop(name)
         await self.receiver.down()
+        for undo in reversed(self._on_exit):
+            undo()
         if self._pg_name is not None:
             await _pg_admin(f'DROP DATABASE IF EXISTS "{self._pg_name}" WITH (FORCE)')
         if not os.environ.get("MAILHOOKS_CHAOS_KEEP"):
@@ -206,7 +216,7 @@ class World:
         return Tenant(username, key, domain)
 
     def start(self, name: str, *command: str) -> subprocess.Popen[bytes]:
-        args = [str(BIN / "mailhooks"), *command]
+        args = [*self.argv_prefix, str(BIN / "mailhooks"), *command]
         if command[0] in ("serve", "api"):
             args += ["--host", "127.0.0.1", "--port", str(self.api_port)]
         log = (self.tmp / f"{name}.log").open("ab")
@@ -248,7 +258,7 @@ class World:
         self.start("serve", "serve")
         await self.wait_http()
         assert self.tenant is not None
-        await self.subscribe(self.tenant, self.receiver.url())
+        await self.subscribe(self.tenant, self.receiver.url(host=self.hook_host))
 
     async def api_and_workers(self, workers: int) -> None:
         self.start("api", "api")
