@@ -29,6 +29,7 @@ from mailhooks.api.responses import (
     validation_error,
 )
 from mailhooks.api.state import Services
+from mailhooks.api.unhandled import AnswerUnexpectedErrors
 from mailhooks.config import Settings
 from mailhooks.core.errors import Conflict, CoreError, NotFound, ValidationFailed
 from mailhooks.core.targets import TargetPolicy
@@ -159,8 +160,9 @@ def create_app(settings: Settings | None = None, on_start: list[Hook] | None = N
     app.add_exception_handler(RateLimited, _html_under_ui(_rate_limited))
     app.add_exception_handler(StarletteHTTPException, _html_under_ui(_http_error))
     app.add_exception_handler(RequestValidationError, _html_under_ui(_request_validation))
-    app.add_exception_handler(Exception, _html_under_ui(_server_error))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost of ours: every unexpected error is answered without dropping the connection.
+    app.add_middleware(AnswerUnexpectedErrors, answer=_html_under_ui(_server_error))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
