@@ -362,6 +362,19 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
 
 
 # ---------------------------------------------------------------------- tenancy
+def test_docs_load_nothing_from_another_host(app: ServerProcess, browser: Any) -> None:
+    """/docs renders Swagger UI with every request going to this server (it used to load it from a CDN)."""
+    page = browser.new_page()
+    hosts: set[str] = set()
+    page.on("request", lambda req: hosts.add(req.url.split("/")[2]))
+    page.goto(f"{app.base_url}/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=15000)
+    assert "mailhooks" in page.inner_text(".swagger-ui .info .title")
+    assert page.locator(".opblock").count() > 10  # the operations of /openapi.json are shown
+    assert hosts == {f"127.0.0.1:{app.port}"}
+    page.close()
+
+
 def test_no_page_or_form_crosses_accounts(app: ServerProcess, provision: Provisioner, receiver: Receiver) -> None:
     """Signed in as A, every URL and forged form naming B's domain, webhooks, deliveries or keys is refused."""
     a, b = new_tenant(provision, "ua"), new_tenant(provision, "ub")

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from mailhooks.api import kirim, mailgun, native, ui
 from mailhooks.api.auth import RateLimited, Unauthorized
 from mailhooks.api.bodies import BodyLimit
+from mailhooks.api.docs import install_docs
 from mailhooks.api.ratelimit import RateLimiter
 from mailhooks.api.responses import (
     KIRIM_DOMAIN_NOT_FOUND,
@@ -148,9 +149,10 @@ def create_app(settings: Settings | None = None, on_start: list[Hook] | None = N
         version="0.1.0",
         description="Self-hosted webhooks for email senders. Speaks the Mailgun and Kirim.Email webhook APIs.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by install_docs, from local assets
         redoc_url=None,
     )
+    install_docs(app)
     app.include_router(mailgun.router)
     app.include_router(kirim.router)
     app.include_router(native.router)
