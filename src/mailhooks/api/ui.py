@@ -5,7 +5,9 @@ Thin, like every edge: subscription rules come from ``core.webhooks``, retry/rec
 read queries live in ``db.dashboard``.
 
 Sessions: sign in with an API key. The session cookie (HttpOnly, SameSite=Lax, Secure over HTTPS) is
-HMAC-signed and names the key by its hash, so revoking that key ends every session made with it.
+HMAC-signed and names the key by its hash, so revoking that key ends every session made with it. It also
+carries a random session token whose hash is stored (``db.sessions``): signing out deletes it, so a
+copy of the cookie stops working too.
 Each session has its own CSRF token, required on every form (the sign-in form has a pre-session
 token bound to a cookie of its own). The signing secret is ``MAILHOOKS_SESSION_SECRET`` when set
 (needed for sessions to survive restarts or span several API processes), otherwise random per process.
@@ -54,6 +56,7 @@ from mailhooks.core.models import Account, Domain, Webhook
 from mailhooks.core.retry import DELIVERING, STATUSES
 from mailhooks.db.dashboard import Dashboard, DeliveryFilter
 from mailhooks.db.outbox import Outbox
+from mailhooks.db.sessions import UiSessions
 from mailhooks.worker.sender import SendResult, send_sample
 
 log = structlog.get_logger(__name__)
@@ -195,11 +198,20 @@ class Session:
     csrf: str
     key_hash: str
     key_prefix: str
+    token: str = ""
+
+
+def _sessions(svc: Services) -> UiSessions:
+    sessions = svc.extras.get("ui_sessions")
+    if sessions is None:
+        sessions = svc.extras["ui_sessions"] = UiSessions(svc.store)
+    return sessions  # type: ignore[no-any-return]
 
 
 async def current_session(request: Request, svc: Services = Depends(services)) -> Session:
     value = _unseal(svc, "session", request.cookies.get(SESSION_COOKIE))
-    if value is None or not isinstance(value.get("k"), str) or not isinstance(value.get("n"), str):
+    if value is None or not isinstance(value.get("k"), str) or not isinstance(value.get("n"), str) \
+            or not isinstance(value.get("s"), str):
         raise SignInRequired()
     issued = value.get("t")
     if not isinstance(issued, int | float) or not (time.time() - SESSION_SECONDS < issued <= time.time() + 60):
@@ -208,10 +220,12 @@ async def current_session(request: Request, svc: Services = Depends(services)) -
     if found is None or not hmac.compare_digest(found[1], value["k"]):
         raise SignInRequired()
     account = found[0]
+    if not await _sessions(svc).is_open(account.id, value["s"]):  # signed out (or expired)
+        raise SignInRequired()
     verdict = await svc.limiter.hit(account.guid)
     if not verdict.allowed:
         raise RateLimited(verdict.retry_after, verdict.limit, verdict.remaining)
-    return Session(account, _mac(svc, "csrf", value["n"].encode()), value["k"], str(value.get("p", "")))
+    return Session(account, _mac(svc, "csrf", value["n"].encode()), value["k"], str(value.get("p", "")), value["s"])
 
 
 def _same_origin(request: Request) -> bool:
@@ -395,7 +409,10 @@ async def login(request: Request, svc: Services = Depends(services)) -> Response
                           next=next_url, error="That API key is not valid (or it was revoked).")
         _set_cookie(request, response, LOGIN_COOKIE, new_nonce, 3600)
         return response
-    session = {"k": hash_key(key), "p": key[:KEY_PREFIX_LENGTH], "n": secrets.token_urlsafe(18), "t": time.time()}
+    token = secrets.token_urlsafe(24)
+    await _sessions(svc).open(account.id, token, SESSION_SECONDS)
+    session = {"k": hash_key(key), "p": key[:KEY_PREFIX_LENGTH], "n": secrets.token_urlsafe(18), "t": time.time(),
+               "s": token}
     done = RedirectResponse(next_url, status_code=303, headers=SECURITY_HEADERS)
     _set_cookie(request, done, SESSION_COOKIE, _seal(svc, "session", session), SESSION_SECONDS)
     done.delete_cookie(LOGIN_COOKIE, path=PREFIX)
@@ -404,8 +421,10 @@ async def login(request: Request, svc: Services = Depends(services)) -> Response
 
 
 @router.post("/logout")
-async def logout(request: Request, session: Session = Depends(current_session)) -> Response:
+async def logout(request: Request, session: Session = Depends(current_session),
+                 svc: Services = Depends(services)) -> Response:
     await form_of(request, session)
+    await _sessions(svc).close(session.token)  # a copy of the cookie is signed out too
     response = RedirectResponse(f"{PREFIX}/login?signed_out=1", status_code=303, headers=SECURITY_HEADERS)
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
