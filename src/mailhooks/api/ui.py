@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import math
 import os
 import secrets
@@ -123,7 +124,10 @@ def _ms(value: float | None) -> str:
 
 
 def _pretty(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes: an event stored before ingest bounded it
+        return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 templates = Environment(
@@ -364,15 +368,25 @@ def _check_type(event_type: str, allowed: tuple[str, ...] = CANONICAL) -> str:
     return event_type
 
 
-def _epoch(value: str) -> float | None:
-    """A ``datetime-local`` value (read as UTC) or epoch seconds; ``None`` when empty or unreadable."""
+# The times the dashboard can show and store: from the epoch to the end of year 9999 (``datetime``'s
+# calendar). Beyond it, formatting the time back (and PostgreSQL's bigint/float handling) failed with a 500.
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+
+
+def _epoch(value: str, field: str) -> float | None:
+    """A ``datetime-local`` value (read as UTC) or epoch seconds; ``None`` when empty. Anything else
+    (unreadable, NUL, before 1970 or past 9999) is a 400 page naming the field."""
     if not value:
         return None
     try:
-        return float(value) if value.replace(".", "", 1).isdigit() else \
+        seconds = float(value) if value.replace(".", "", 1).isdigit() else \
             datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
+    except (ValueError, OverflowError):
+        seconds = math.nan
+    if not 0 <= seconds <= LATEST:  # NaN fails this too
+        raise ValidationFailed.field(field, f"'{field}' must be a date and time (UTC) between 1970 and 9999, "
+                                            "or epoch seconds.")
+    return seconds
 
 
 def _local(value: float | None) -> str:
@@ -710,12 +724,15 @@ async def deliveries(request: Request, session: Session = Depends(current_sessio
     domain = await _domain(svc, session, domain_name) if domain_name else None
     status = q.get("status", "")
     event_type = q.get("event", "")
-    since, until = _epoch(q.get("since", "")), _epoch(q.get("until", ""))
+    since, until = _epoch(q.get("since", ""), "since"), _epoch(q.get("until", ""), "until")
+    webhook = q.get("webhook", "")
+    if not webhook.isprintable() or len(webhook) > 64:  # no guid is (and PostgreSQL refuses NUL in text)
+        raise NotFound("Webhook not found", what="webhook")
     flt = DeliveryFilter(
         domain_id=domain.id if domain else None,
         status=status if status in STATUSES else None,
         event_type=event_type if event_type in CANONICAL else None,
-        webhook_guid=q.get("webhook", "")[:64] or None,
+        webhook_guid=webhook or None,
         since=since, until=until,
     )
     dash = _dash(svc)
@@ -765,7 +782,7 @@ async def recover(request: Request, session: Session = Depends(current_session),
                   svc: Services = Depends(services)) -> Response:
     form = await form_of(request, session)
     domain = await _domain(svc, session, _field(form, "domain"))
-    since = _epoch(_field(form, "since"))
+    since = _epoch(_field(form, "since"), "since")
     to = f"{PREFIX}/deliveries?{urlencode({'domain': domain.name})}"
     if since is None:
         return redirect(request, to, "Give the time to recover failed deliveries from.", "error")
@@ -828,7 +845,8 @@ async def new_api_key(request: Request, session: Session = Depends(current_sessi
 async def revoke_api_key(request: Request, prefix: str = PathParam(..., max_length=16),
                          session: Session = Depends(current_session), svc: Services = Depends(services)) -> Response:
     await form_of(request, session)
-    if not await svc.store.revoke_api_key(prefix, session.account.id):
+    # A prefix we hand out is printable; NUL (which PostgreSQL refuses in text) names no key.
+    if not prefix.isprintable() or not await svc.store.revoke_api_key(prefix, session.account.id):
         raise NotFound("API key not found", what="key")
     return redirect(request, f"{PREFIX}/settings", f"API key {prefix}… revoked.")
 
