@@ -21,6 +21,7 @@ from mailhooks.api.app import create_app
 from mailhooks.config import Settings
 from mailhooks.db.migrate import upgrade
 from mailhooks.serving import uvicorn_config
+from tests.faults.slow_clients import SlowHeads
 from tests.support import ServerProcess, free_port
 
 HEAD_TIMEOUT = 1.0
@@ -135,28 +136,27 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 def test_half_a_request_head_is_cut_off(served: ServerProcess) -> None:
-    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as half, \
-            socket.create_connection(("127.0.0.1", served.port), timeout=10) as silent, \
-            socket.create_connection(("127.0.0.1", served.port), timeout=10) as trickle:
-        half.sendall(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line: the head never ends
-        trickle.sendall(b"GET /livez HTTP/1.1\r\n")
-        # meanwhile, normal requests are served
-        with httpx.Client(base_url=served.base_url) as client:
-            assert client.get("/livez").status_code == 200
-        # a header line every 0.3 s does not buy more time: the deadline runs from the connect
-        start = time.monotonic()
-        while time.monotonic() - start < HEAD_TIMEOUT + 2:
-            try:
-                trickle.sendall(b"X-Slow: 1\r\n")
-            except OSError:
-                break
-            time.sleep(0.3)
-        else:
-            pytest.fail("the trickling client was never cut off")
-        for sock in (half, silent):
-            _took, said = closed_after(sock, HEAD_TIMEOUT + 5)
+    trickling = SlowHeads("127.0.0.1", served.port, connections=5, interval=0.3).start()
+    silent = SlowHeads("127.0.0.1", served.port, connections=2, silent=True).start()
+    try:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as half:
+            half.sendall(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # no blank line: the head never ends
+            # meanwhile, normal requests are served
+            with httpx.Client(base_url=served.base_url) as client:
+                for _ in range(5):
+                    assert client.get("/livez").status_code == 200
+            took, said = closed_after(half, HEAD_TIMEOUT + 5)
             assert said.startswith(b"HTTP/1.1 408 "), said
-        assert time.monotonic() - start < HEAD_TIMEOUT + 5
+        # a header line every 0.3 s does not buy more time: the deadline runs from the connect
+        for fault in (trickling, silent):
+            assert fault.wait_all_cut_off(HEAD_TIMEOUT + 5), (fault.cut_off, fault.connections)
+            assert all(HEAD_TIMEOUT * 0.8 <= seconds <= HEAD_TIMEOUT + 3 for seconds in fault.closed_after), \
+                fault.closed_after
+            assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in fault.answers), fault.answers
+    finally:
+        trickling.stop()
+        silent.stop()
+    assert httpx.get(f"{served.base_url}/livez").status_code == 200
 
 
 def test_heads_that_arrive_in_time_are_served(served: ServerProcess) -> None:
