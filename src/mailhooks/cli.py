@@ -215,7 +215,10 @@ def events_emit(
     from mailhooks.core.events import Intake
     from mailhooks.db.outbox import Outbox
 
-    item: dict[str, Any] = json.loads(data) if data else {}
+    try:
+        item: dict[str, Any] = json.loads(data) if data else {}
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's parser goes
+        item = None  # type: ignore[assignment]
     if not isinstance(item, dict):
         typer.echo("error: --data must be a JSON object", err=True)
         raise typer.Exit(2)
