@@ -166,6 +166,11 @@ def test_cli_errors_and_text_output(tmp_path: Path) -> None:
         (("keys", "create", "nobody"), "nobody"),
         (("keys", "list", "nobody"), "nobody"),
         (("keys", "revoke", bob.group(1)[:11]), "no active key"),  # a prefix must be the whole shown prefix
+        # nesting: beyond the ingest limit, and beyond what Python's parser goes (a traceback on main)
+        (("events", "emit", "bob.example", "delivered", "--recipient", "r@example.org",
+          "--data", '{"x":' + "[" * 40 + "]" * 40 + "}"), "nest deeper than 32"),
+        (("events", "emit", "bob.example", "delivered", "--recipient", "r@example.org",
+          "--data", '{"x":' + "[" * 5000 + "]" * 5000 + "}"), "--data must be a json object"),
     ]
     with ThreadPoolExecutor(len(calls)) as pool:  # independent processes: run them side by side
         results = list(pool.map(lambda call: cli(db, *call[0], ok=False), calls))

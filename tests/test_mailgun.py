@@ -118,6 +118,31 @@ def test_v3_put_tolerates_an_id_field_and_duplicate_urls(mg: Client, tenant: Ten
     expect(r, 200, {"message": "Webhook has been created", "webhook": {"urls": [C]}})
 
 
+def test_v3_urls_keep_the_order_the_client_gave(mg: Client, http: httpx.Client, tenant: Tenant) -> None:
+    """mailgun.js reads ``url`` as ``urls[0]``: a PUT's order must be the order every later GET answers."""
+    dom = tenant.domain
+    r = mg.domains_webhooks.create(domain=dom, data={"id": "clicked", "url": [C, A, B]})
+    expect(r, 200, {"message": "Webhook has been created", "webhook": {"urls": [C, A, B]}})
+    expect(mg.domains_webhooks.get(domain=dom, webhook_name="clicked"), 200, {"webhook": {"urls": [C, A, B]}})
+    # a PUT that only reorders the same URLs
+    r = mg.domains_webhooks.put(domain=dom, webhook_name="clicked", data={"url": [B, C, A]})
+    expect(r, 200, {"message": "Webhook has been updated", "webhook": {"urls": [B, C, A]}})
+    expect(mg.domains_webhooks.get(domain=dom, webhook_name="clicked"), 200, {"webhook": {"urls": [B, C, A]}})
+    expect_map(mg.domains_webhooks.get(domain=dom), {"clicked": [B, C, A]})
+    # a new URL placed first, before ones that stay (raw HTTP, repeated fields as mailgun.js sends them)
+    r = http.put(f"/v3/domains/{dom}/webhooks/clicked", files=multipart([("url", D), ("url", A)]))
+    expect(r, 200, {"message": "Webhook has been updated", "webhook": {"urls": [D, A]}})
+    for _ in range(3):  # the same answer on every call
+        expect(http.get(f"/v3/domains/{dom}/webhooks/clicked"), 200, {"webhook": {"urls": [D, A]}})
+    # v4 additions go after the list as it now stands
+    expect_map(http.post(f"/v4/domains/{dom}/webhooks", data={"url": B, "event_types": "clicked"}),
+               {"clicked": [D, A, B]})
+    # the Kirim view of the same rows is unchanged: one row per URL, listed by creation
+    kirim = httpx.get(f"{http.base_url}/api/domains/{dom}/webhooks", auth=(tenant.username, tenant.api_key))
+    assert kirim.status_code == 200, kirim.text
+    assert [row["url"] for row in kirim.json()["data"]] == [A, D, B]
+
+
 # ---------------------------------------------------------------------------- v4-style SDK calls on /v3 paths
 def test_sdk_v4_calls_on_v3_paths_are_served_as_v4(mg: Client, tenant: Tenant) -> None:
     dom = tenant.domain
@@ -521,6 +546,12 @@ def test_test_endpoint_posts_a_signed_sample(http: httpx.Client, tenant: Tenant,
     (got,) = receiver.wait_for(f"/configured-{tenant.username}", 1)
     event = _verify_signed(got, tenant.signing_key)
     assert (event["event"], event["severity"]) == ("failed", "permanent")
+    # as real permanent failures say it (django-anymail maps "bounce" to bounced, "generic" to other)
+    assert event["reason"] == "bounce" and event["delivery-status"]["code"] == 550
+    r = http.put(f"/v3/domains/{dom}/webhooks/temporary_fail/test", data={"url": configured})
+    assert r.json()["code"] == 200
+    event = _verify_signed(receiver.wait_for(f"/configured-{tenant.username}", 2)[1], tenant.signing_key)
+    assert (event["event"], event["severity"], event["reason"]) == ("failed", "temporary", "generic")
 
     # a regenerated signing key signs the next test
     new_key = http.post("/v5/accounts/http_signing_key").json()["http_signing_key"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from tests.support import Provisioner, ServerProcess
@@ -14,7 +16,15 @@ def test_health_and_docs(server: ServerProcess) -> None:
     spec = httpx.get(f"{server.base_url}/openapi.json").json()
     assert "/v3/domains/{domain}/webhooks" in spec["paths"]
     assert "/api/domains/{domain}/webhooks/{webhook_guid}" in spec["paths"]
-    assert httpx.get(f"{server.base_url}/docs").status_code == 200
+    docs = httpx.get(f"{server.base_url}/docs")
+    assert docs.status_code == 200
+    # Swagger UI comes from this server, not a CDN: every referenced URL is a path here, and answers
+    referenced = re.findall(r"""(?:src|href)=["']([^"']+)["']""", docs.text)
+    assert len(referenced) >= 3 and "//" not in docs.text.replace("<!--", "").split("<body>", 1)[0]
+    for url in referenced:
+        assert url.startswith("/docs/assets/"), url
+        assert httpx.get(f"{server.base_url}{url}").status_code == 200
+    assert '"validatorUrl": null' in docs.text
 
 
 def test_signing_key_native(server: ServerProcess, provision: Provisioner) -> None:

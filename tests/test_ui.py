@@ -362,6 +362,38 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
 
 
 # ---------------------------------------------------------------------- tenancy
+def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(app: ServerProcess, provision: Provisioner) -> None:
+    tenant = new_tenant(provision, "so")
+    client, csrf = sign_in_http(app, tenant.api_key)
+    copied = {name: value for name, value in client.cookies.items() if name == "mh_session"}
+    assert copied
+    other, _ = sign_in_http(app, tenant.api_key)  # another sign-in with the same key (another browser)
+    with httpx.Client(base_url=app.base_url, cookies=copied) as thief:
+        assert thief.get("/ui/settings").status_code == 200
+        out = client.post("/ui/logout", data={"csrf": csrf})
+        assert out.status_code == 303 and out.headers["location"] == "/ui/login?signed_out=1"
+        for signed_out in (thief, client):
+            page = signed_out.get("/ui/settings")
+            assert page.status_code == 303 and page.headers["location"].startswith("/ui/login"), page.status_code
+        # signing out one session leaves the others alone
+        assert other.get("/ui/settings").status_code == 200
+    client.close()
+    other.close()
+
+
+def test_docs_load_nothing_from_another_host(app: ServerProcess, browser: Any) -> None:
+    """/docs renders Swagger UI with every request going to this server (it used to load it from a CDN)."""
+    page = browser.new_page()
+    hosts: set[str] = set()
+    page.on("request", lambda req: hosts.add(req.url.split("/")[2]))
+    page.goto(f"{app.base_url}/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=15000)
+    assert "mailhooks" in page.inner_text(".swagger-ui .info .title")
+    assert page.locator(".opblock").count() > 10  # the operations of /openapi.json are shown
+    assert hosts == {f"127.0.0.1:{app.port}"}
+    page.close()
+
+
 def test_no_page_or_form_crosses_accounts(app: ServerProcess, provision: Provisioner, receiver: Receiver) -> None:
     """Signed in as A, every URL and forged form naming B's domain, webhooks, deliveries or keys is refused."""
     a, b = new_tenant(provision, "ua"), new_tenant(provision, "ub")

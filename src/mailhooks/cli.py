@@ -65,6 +65,7 @@ def _run_server(host: str, port: int, dispatcher: bool) -> None:
 
     from mailhooks.api.app import Hook, create_app
     from mailhooks.bootstrap import bootstrap_hook
+    from mailhooks.serving import uvicorn_config
 
     settings = _settings()
     upgrade(settings.database_url)
@@ -76,9 +77,7 @@ def _run_server(host: str, port: int, dispatcher: bool) -> None:
         on_start.append(start_dispatcher)
         on_stop.append(stop_dispatcher)
     application = create_app(settings, on_start=on_start, on_stop=on_stop)
-    config = uvicorn.Config(application, host=host, port=port, log_level="warning", access_log=False,
-                            loop="uvloop", http="httptools", timeout_graceful_shutdown=15)
-    uvicorn.Server(config).run()
+    uvicorn.Server(uvicorn_config(application, host, port, settings.header_timeout)).run()
 
 
 @app.command()
@@ -216,7 +215,10 @@ def events_emit(
     from mailhooks.core.events import Intake
     from mailhooks.db.outbox import Outbox
 
-    item: dict[str, Any] = json.loads(data) if data else {}
+    try:
+        item: dict[str, Any] = json.loads(data) if data else {}
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's parser goes
+        item = None  # type: ignore[assignment]
     if not isinstance(item, dict):
         typer.echo("error: --data must be a JSON object", err=True)
         raise typer.Exit(2)

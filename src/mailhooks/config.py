@@ -47,6 +47,7 @@ class Settings:
     lease_seconds: float = 60.0
     poll_interval: float = 0.5
     disable_after_seconds: float = 5 * 24 * 3600.0
+    header_timeout: float = 10.0  # seconds for a request head to arrive whole (slowloris)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -70,4 +71,5 @@ class Settings:
             lease_seconds=float(get("MAILHOOKS_LEASE_SECONDS") or 60.0),
             poll_interval=float(get("MAILHOOKS_POLL_INTERVAL") or 0.5),
             disable_after_seconds=float(get("MAILHOOKS_DISABLE_AFTER_SECONDS") or 5 * 24 * 3600.0),
+            header_timeout=float(get("MAILHOOKS_HEADER_TIMEOUT") or 10.0),
         )

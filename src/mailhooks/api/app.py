@@ -17,6 +17,7 @@ from starlette.responses import Response
 from mailhooks.api import kirim, mailgun, native, ui
 from mailhooks.api.auth import RateLimited, Unauthorized
 from mailhooks.api.bodies import BodyLimit
+from mailhooks.api.docs import install_docs
 from mailhooks.api.ratelimit import RateLimiter
 from mailhooks.api.responses import (
     KIRIM_DOMAIN_NOT_FOUND,
@@ -29,6 +30,7 @@ from mailhooks.api.responses import (
     validation_error,
 )
 from mailhooks.api.state import Services
+from mailhooks.api.unhandled import AnswerUnexpectedErrors
 from mailhooks.config import Settings
 from mailhooks.core.errors import Conflict, CoreError, NotFound, ValidationFailed
 from mailhooks.core.targets import TargetPolicy
@@ -147,9 +149,10 @@ def create_app(settings: Settings | None = None, on_start: list[Hook] | None = N
         version="0.1.0",
         description="Self-hosted webhooks for email senders. Speaks the Mailgun and Kirim.Email webhook APIs.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by install_docs, from local assets
         redoc_url=None,
     )
+    install_docs(app)
     app.include_router(mailgun.router)
     app.include_router(kirim.router)
     app.include_router(native.router)
@@ -159,8 +162,9 @@ def create_app(settings: Settings | None = None, on_start: list[Hook] | None = N
     app.add_exception_handler(RateLimited, _html_under_ui(_rate_limited))
     app.add_exception_handler(StarletteHTTPException, _html_under_ui(_http_error))
     app.add_exception_handler(RequestValidationError, _html_under_ui(_request_validation))
-    app.add_exception_handler(Exception, _html_under_ui(_server_error))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost of ours: every unexpected error is answered without dropping the connection.
+    app.add_middleware(AnswerUnexpectedErrors, answer=_html_under_ui(_server_error))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailhooks.api.responses import error_response
 from mailhooks.core.errors import ValidationFailed
+from mailhooks.core.nesting import TOO_DEEP, is_recursion_error, too_deep
 
 
 class BadBody(ValidationFailed):
@@ -78,9 +79,14 @@ async def read_json(request: Request, allow_empty: bool = False) -> Any:
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
         raise BadBody(f"Unsupported Content-Type '{content_type}': send application/json")
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if is_recursion_error(str(exc)):
+            raise BadBody(TOO_DEEP) from exc
         raise BadBody(f"The request body is not valid JSON: {exc}") from exc
+    if too_deep(document) is not None:
+        raise BadBody(TOO_DEEP)
+    return document
 
 
 class BodyLimit:

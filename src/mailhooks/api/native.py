@@ -23,6 +23,7 @@ from mailhooks.core.errors import Conflict, NotFound, ValidationFailed
 from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES
 from mailhooks.core.events import ID_PATTERN, MAX_ID_LENGTH, MAX_STRING, MAX_TIMESTAMP, Intake
 from mailhooks.core.models import Account
+from mailhooks.core.nesting import TOO_DEEP, is_recursion_error
 from mailhooks.core.retry import STATUSES
 from mailhooks.db.outbox import Outbox
 from mailhooks.worker import metrics
@@ -210,7 +211,8 @@ async def ingest_events(request: Request, account: Account = Depends(native_acco
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ValidationFailed.field("body", "The body must be valid JSON.") from exc
+        message = TOO_DEEP if is_recursion_error(str(exc)) else "The body must be valid JSON."
+        raise ValidationFailed.field("body", message) from exc
     intake = svc.extras.get("intake")
     if intake is None:
         intake = svc.extras["intake"] = Intake(svc.store, _outbox(svc))
@@ -232,8 +234,10 @@ async def list_events(
     """The account's events, newest first."""
     rows = await _outbox(svc).list_events(account.id, await _domain_id(svc, account, domain), event, event_id,
                                           _cursor(cursor), limit)
+    # The stored payload is served as the JSON it is (no decode and re-encode): cheaper, and an event
+    # stored before nesting was bounded cannot make its page fail to encode.
     items = [{"id": r["event_id"], "domain": r["domain"], "event": r["event_type"], "occurred_at": r["occurred_at"],
-              "received_at": r["received_at"], "data": orjson.loads(r["payload"])} for r in rows]
+              "received_at": r["received_at"], "data": orjson.Fragment(r["payload"])} for r in rows]
     next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
     return JSON({"items": items, "next_cursor": next_cursor})
 

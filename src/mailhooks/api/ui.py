@@ -5,7 +5,9 @@ Thin, like every edge: subscription rules come from ``core.webhooks``, retry/rec
 read queries live in ``db.dashboard``.
 
 Sessions: sign in with an API key. The session cookie (HttpOnly, SameSite=Lax, Secure over HTTPS) is
-HMAC-signed and names the key by its hash, so revoking that key ends every session made with it.
+HMAC-signed and names the key by its hash, so revoking that key ends every session made with it. It also
+carries a random session token whose hash is stored (``db.sessions``): signing out deletes it, so a
+copy of the cookie stops working too.
 Each session has its own CSRF token, required on every form (the sign-in form has a pre-session
 token bound to a cookie of its own). The signing secret is ``MAILHOOKS_SESSION_SECRET`` when set
 (needed for sessions to survive restarts or span several API processes), otherwise random per process.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import math
 import os
 import secrets
@@ -54,6 +57,7 @@ from mailhooks.core.models import Account, Domain, Webhook
 from mailhooks.core.retry import DELIVERING, STATUSES
 from mailhooks.db.dashboard import Dashboard, DeliveryFilter
 from mailhooks.db.outbox import Outbox
+from mailhooks.db.sessions import UiSessions
 from mailhooks.worker.sender import SendResult, send_sample
 
 log = structlog.get_logger(__name__)
@@ -120,7 +124,10 @@ def _ms(value: float | None) -> str:
 
 
 def _pretty(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes: an event stored before ingest bounded it
+        return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 templates = Environment(
@@ -195,11 +202,20 @@ class Session:
     csrf: str
     key_hash: str
     key_prefix: str
+    token: str = ""
+
+
+def _sessions(svc: Services) -> UiSessions:
+    sessions = svc.extras.get("ui_sessions")
+    if sessions is None:
+        sessions = svc.extras["ui_sessions"] = UiSessions(svc.store)
+    return sessions  # type: ignore[no-any-return]
 
 
 async def current_session(request: Request, svc: Services = Depends(services)) -> Session:
     value = _unseal(svc, "session", request.cookies.get(SESSION_COOKIE))
-    if value is None or not isinstance(value.get("k"), str) or not isinstance(value.get("n"), str):
+    if value is None or not isinstance(value.get("k"), str) or not isinstance(value.get("n"), str) \
+            or not isinstance(value.get("s"), str):
         raise SignInRequired()
     issued = value.get("t")
     if not isinstance(issued, int | float) or not (time.time() - SESSION_SECONDS < issued <= time.time() + 60):
@@ -208,10 +224,12 @@ async def current_session(request: Request, svc: Services = Depends(services)) -
     if found is None or not hmac.compare_digest(found[1], value["k"]):
         raise SignInRequired()
     account = found[0]
+    if not await _sessions(svc).is_open(account.id, value["s"]):  # signed out (or expired)
+        raise SignInRequired()
     verdict = await svc.limiter.hit(account.guid)
     if not verdict.allowed:
         raise RateLimited(verdict.retry_after, verdict.limit, verdict.remaining)
-    return Session(account, _mac(svc, "csrf", value["n"].encode()), value["k"], str(value.get("p", "")))
+    return Session(account, _mac(svc, "csrf", value["n"].encode()), value["k"], str(value.get("p", "")), value["s"])
 
 
 def _same_origin(request: Request) -> bool:
@@ -350,15 +368,25 @@ def _check_type(event_type: str, allowed: tuple[str, ...] = CANONICAL) -> str:
     return event_type
 
 
-def _epoch(value: str) -> float | None:
-    """A ``datetime-local`` value (read as UTC) or epoch seconds; ``None`` when empty or unreadable."""
+# The times the dashboard can show and store: from the epoch to the end of year 9999 (``datetime``'s
+# calendar). Beyond it, formatting the time back (and PostgreSQL's bigint/float handling) failed with a 500.
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+
+
+def _epoch(value: str, field: str) -> float | None:
+    """A ``datetime-local`` value (read as UTC) or epoch seconds; ``None`` when empty. Anything else
+    (unreadable, NUL, before 1970 or past 9999) is a 400 page naming the field."""
     if not value:
         return None
     try:
-        return float(value) if value.replace(".", "", 1).isdigit() else \
+        seconds = float(value) if value.replace(".", "", 1).isdigit() else \
             datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
+    except (ValueError, OverflowError):
+        seconds = math.nan
+    if not 0 <= seconds <= LATEST:  # NaN fails this too
+        raise ValidationFailed.field(field, f"'{field}' must be a date and time (UTC) between 1970 and 9999, "
+                                            "or epoch seconds.")
+    return seconds
 
 
 def _local(value: float | None) -> str:
@@ -395,7 +423,10 @@ async def login(request: Request, svc: Services = Depends(services)) -> Response
                           next=next_url, error="That API key is not valid (or it was revoked).")
         _set_cookie(request, response, LOGIN_COOKIE, new_nonce, 3600)
         return response
-    session = {"k": hash_key(key), "p": key[:KEY_PREFIX_LENGTH], "n": secrets.token_urlsafe(18), "t": time.time()}
+    token = secrets.token_urlsafe(24)
+    await _sessions(svc).open(account.id, token, SESSION_SECONDS)
+    session = {"k": hash_key(key), "p": key[:KEY_PREFIX_LENGTH], "n": secrets.token_urlsafe(18), "t": time.time(),
+               "s": token}
     done = RedirectResponse(next_url, status_code=303, headers=SECURITY_HEADERS)
     _set_cookie(request, done, SESSION_COOKIE, _seal(svc, "session", session), SESSION_SECONDS)
     done.delete_cookie(LOGIN_COOKIE, path=PREFIX)
@@ -404,8 +435,10 @@ async def login(request: Request, svc: Services = Depends(services)) -> Response
 
 
 @router.post("/logout")
-async def logout(request: Request, session: Session = Depends(current_session)) -> Response:
+async def logout(request: Request, session: Session = Depends(current_session),
+                 svc: Services = Depends(services)) -> Response:
     await form_of(request, session)
+    await _sessions(svc).close(session.token)  # a copy of the cookie is signed out too
     response = RedirectResponse(f"{PREFIX}/login?signed_out=1", status_code=303, headers=SECURITY_HEADERS)
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
@@ -691,12 +724,15 @@ async def deliveries(request: Request, session: Session = Depends(current_sessio
     domain = await _domain(svc, session, domain_name) if domain_name else None
     status = q.get("status", "")
     event_type = q.get("event", "")
-    since, until = _epoch(q.get("since", "")), _epoch(q.get("until", ""))
+    since, until = _epoch(q.get("since", ""), "since"), _epoch(q.get("until", ""), "until")
+    webhook = q.get("webhook", "")
+    if not webhook.isprintable() or len(webhook) > 64:  # no guid is (and PostgreSQL refuses NUL in text)
+        raise NotFound("Webhook not found", what="webhook")
     flt = DeliveryFilter(
         domain_id=domain.id if domain else None,
         status=status if status in STATUSES else None,
         event_type=event_type if event_type in CANONICAL else None,
-        webhook_guid=q.get("webhook", "")[:64] or None,
+        webhook_guid=webhook or None,
         since=since, until=until,
     )
     dash = _dash(svc)
@@ -746,7 +782,7 @@ async def recover(request: Request, session: Session = Depends(current_session),
                   svc: Services = Depends(services)) -> Response:
     form = await form_of(request, session)
     domain = await _domain(svc, session, _field(form, "domain"))
-    since = _epoch(_field(form, "since"))
+    since = _epoch(_field(form, "since"), "since")
     to = f"{PREFIX}/deliveries?{urlencode({'domain': domain.name})}"
     if since is None:
         return redirect(request, to, "Give the time to recover failed deliveries from.", "error")
@@ -809,7 +845,8 @@ async def new_api_key(request: Request, session: Session = Depends(current_sessi
 async def revoke_api_key(request: Request, prefix: str = PathParam(..., max_length=16),
                          session: Session = Depends(current_session), svc: Services = Depends(services)) -> Response:
     await form_of(request, session)
-    if not await svc.store.revoke_api_key(prefix, session.account.id):
+    # A prefix we hand out is printable; NUL (which PostgreSQL refuses in text) names no key.
+    if not prefix.isprintable() or not await svc.store.revoke_api_key(prefix, session.account.id):
         raise NotFound("API key not found", what="key")
     return redirect(request, f"{PREFIX}/settings", f"API key {prefix}… revoked.")
 

@@ -21,6 +21,7 @@ from mailhooks.core.accounts import find_domain
 from mailhooks.core.errors import DomainNotFound, ValidationFailed
 from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES
 from mailhooks.core.models import Account, Domain, Webhook
+from mailhooks.core.nesting import TOO_DEEP, too_deep
 from mailhooks.core.payloads import canonical_event, dumps, new_event_id
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ MAX_BATCH = 1000
 MAX_ID_LENGTH = 128
 MAX_STRING = 4096
 MAX_TIMESTAMP = 1e11
+# One stored event (its canonical JSON) at most: a page of ``GET /v1/events`` holds up to 1000 of them.
+MAX_EVENT_BYTES = 64 * 1024
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: ids travel in headers and logs
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -154,6 +157,9 @@ def parse_events(body: object) -> tuple[list[IncomingEvent], bool]:
             raise ValidationFailed.field("body", f"At most {MAX_BATCH} events per request.")
     else:
         raise ValidationFailed.field("body", "The body must be a JSON object or an array of objects.")
+    deep = too_deep(body)
+    if deep is not None:  # named by the event and its field that nest too deep: "0.user-variables"
+        raise ValidationFailed({".".join(str(part) for part in deep[:2 if many else 1]) or "body": [TOO_DEEP]})
     errors: dict[str, list[str]] = {}
     parsed = [_check_item(item, f"{i}." if many else "", errors) for i, item in enumerate(items)]
     if errors:
@@ -166,11 +172,14 @@ def build_events(
     items: Sequence[IncomingEvent],
     domains: dict[str, Domain],
     now: float | None = None,
+    many: bool = False,
 ) -> list[NewEvent]:
-    """Canonical events for validated items; a domain this account does not own is "not found"."""
+    """Canonical events for validated items; a domain this account does not own is "not found", an
+    event whose canonical JSON is over ``MAX_EVENT_BYTES`` is invalid (``many``: the body was an array)."""
     now = time.time() if now is None else now
     out: list[NewEvent] = []
-    for item in items:
+    too_big: dict[str, list[str]] = {}
+    for index, item in enumerate(items):
         domain = domains.get(item.domain)
         if domain is None or domain.account_id != account.id:
             raise DomainNotFound()
@@ -178,7 +187,13 @@ def build_events(
         occurred = item.occurred_at if item.occurred_at is not None else now
         data = canonical_event(item.event_type, item.fields, event_id=event_id, domain=domain.name,
                                account_guid=account.guid, occurred_at=occurred)
-        out.append(NewEvent(event_id, account.id, domain.id, item.event_type, occurred, now, dumps(data).decode()))
+        payload = dumps(data)
+        if len(payload) > MAX_EVENT_BYTES:
+            too_big.setdefault(str(index) if many else "body", []).append(
+                f"An event may not be larger than {MAX_EVENT_BYTES} bytes as JSON.")
+        out.append(NewEvent(event_id, account.id, domain.id, item.event_type, occurred, now, payload.decode()))
+    if too_big:
+        raise ValidationFailed(too_big)
     return out
 
 
@@ -243,6 +258,6 @@ class Intake:
         domains: dict[str, Domain] = {}
         for name in {item.domain for item in items}:
             domains[name] = await self._domain(account, name)
-        events = build_events(account, items, domains)
+        events = build_events(account, items, domains, many=many)
         flags = await self.outbox.ingest(unique_events(events))
         return [e.event_id for e in events], many, sum(flags)

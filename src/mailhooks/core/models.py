@@ -51,6 +51,7 @@ class Webhook:
     disabled_at: float | None = None
     disabled_reason: str | None = None
     failing_since: float | None = None
+    position: int = 0  # place in its type's URL list (Mailgun v3 order); ties by id
 
     @property
     def active(self) -> bool:
@@ -68,3 +69,4 @@ class NewWebhook:
     payload_format: str
     group_id: str | None = None
     description: str | None = None
+    position: int = 0

@@ -175,7 +175,9 @@ def sample_event(event_type: str, domain: str, account_guid: str) -> dict[str, A
         "tags": ["test"],
     }
     if event_type in FAIL_SEVERITY:
-        fields["reason"] = "generic"
+        # What real failures carry: a hard bounce says "bounce" (anymail maps it to "bounced"),
+        # a temporary one "generic".
+        fields["reason"] = "bounce" if event_type == "permanent_fail" else "generic"
         fields["delivery-status"] = {"code": 550 if event_type == "permanent_fail" else 451, "message": "test"}
     if event_type == "clicked":
         fields["url"] = "https://example.com/"

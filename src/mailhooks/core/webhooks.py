@@ -25,8 +25,8 @@ from mailhooks.db.store import Store
 MAX_URLS_PER_TYPE = 3
 MAX_DESCRIPTION = 1024
 
-# What a plan hands the store: rows to add, ids to remove.
-Change = tuple[list[NewWebhook], list[int]]
+# What a plan hands the store: rows to add, ids to remove (and, for a reorder, ``{id: new position}``).
+Change = tuple[list[NewWebhook], list[int]] | tuple[list[NewWebhook], list[int], dict[int, int]]
 
 
 def _unique(items: Iterable[str]) -> list[str]:
@@ -47,10 +47,20 @@ def _description(value: str | None) -> str | None:
     return value
 
 
+def in_list_order(rows: Iterable[Webhook]) -> list[Webhook]:
+    """Each type's URLs in the order the client gave them (a PUT may reorder), then by creation."""
+    return sorted(rows, key=lambda row: (row.position, row.id))
+
+
+def next_position(rows: Iterable[Webhook], event_type: str) -> int:
+    """Where a URL added to a type's list goes: after the others."""
+    return max((row.position + 1 for row in rows if row.event_type == event_type), default=0)
+
+
 def group_by_type(rows: Iterable[Webhook], types: Sequence[str] = MAILGUN_TYPES) -> dict[str, list[str]]:
-    """``{type: [urls]}`` in creation order, for the types that have at least one URL."""
+    """``{type: [urls]}`` in each list's order, for the types that have at least one URL."""
     grouped: dict[str, list[str]] = {}
-    for row in rows:
+    for row in in_list_order(rows):
         if row.event_type in types:
             urls = grouped.setdefault(row.event_type, [])
             if row.url not in urls:
@@ -85,7 +95,7 @@ class Subscriptions:
         return group_by_type(await self._rows(account, domain))
 
     async def urls_of_type(self, account: Account, domain: Domain, event_type: str) -> list[str]:
-        urls = [row.url for row in await self._rows(account, domain, event_type)]
+        urls = [row.url for row in in_list_order(await self._rows(account, domain, event_type))]
         if not urls:
             raise WebhookNotFound()
         return _unique(urls)
@@ -101,7 +111,8 @@ class Subscriptions:
         def plan(rows: list[Webhook]) -> Change:
             if any(row.event_type == event_type for row in rows):
                 raise Conflict("Webhook already exists")
-            return [NewWebhook(account.id, domain.id, event_type, url, payload_format) for url in urls], []
+            return [NewWebhook(account.id, domain.id, event_type, url, payload_format, position=position)
+                    for position, url in enumerate(urls)], []
 
         await self.store.plan_webhooks(account.id, domain.id, plan)
         return urls
@@ -119,9 +130,12 @@ class Subscriptions:
             if not existing:
                 raise WebhookNotFound()
             keep = {row.url for row in existing if row.url in urls}
+            place = {url: position for position, url in enumerate(urls)}
             return (
-                [NewWebhook(account.id, domain.id, event_type, url, payload_format) for url in urls if url not in keep],
+                [NewWebhook(account.id, domain.id, event_type, url, payload_format, position=place[url])
+                 for url in urls if url not in keep],
                 [row.id for row in existing if row.url not in urls],
+                {row.id: place[row.url] for row in existing if row.url in place and row.position != place[row.url]},
             )
 
         await self.store.plan_webhooks(account.id, domain.id, plan)
@@ -152,7 +166,8 @@ class Subscriptions:
                 if url in current:
                     raise Conflict(f"Webhook for event type '{event_type}' with URL '{url}' already exists")
                 self.check_limit(event_type, _unique([*current, url]))
-            return [NewWebhook(account.id, domain.id, event_type, url, payload_format) for event_type in types], []
+            return [NewWebhook(account.id, domain.id, event_type, url, payload_format,
+                               position=next_position(rows, event_type)) for event_type in types], []
 
         await self.store.plan_webhooks(account.id, domain.id, plan)
         return await self.urls_by_type(account, domain)
@@ -172,7 +187,8 @@ class Subscriptions:
                     current = [row.url for row in rows if row.event_type == event_type]
                     self.check_limit(event_type, _unique([*current, url]))
             return (
-                [NewWebhook(account.id, domain.id, t, url, payload_format) for t in types if t not in have],
+                [NewWebhook(account.id, domain.id, t, url, payload_format, position=next_position(rows, t))
+                 for t in types if t not in have],
                 [row.id for row in mine if row.event_type not in types],
             )
 
@@ -296,7 +312,8 @@ class Subscriptions:
 
         def plan(rows: list[Webhook]) -> Change:
             self._check_row(rows, event_type, url)
-            return [NewWebhook(account.id, domain.id, event_type, url, payload_format)], []
+            return [NewWebhook(account.id, domain.id, event_type, url, payload_format,
+                               position=next_position(rows, event_type))], []
 
         (row,) = await self.store.plan_webhooks(account.id, domain.id, plan)
         return row
@@ -309,16 +326,18 @@ class Subscriptions:
         changed = (new_type, new_url) != (row.event_type, row.url)
         if changed:
             (new_url,) = await self.check_urls([new_url])
+        values: dict[str, object] = {"event_type": new_type, "url": new_url}
 
         def plan(rows: list[Webhook]) -> Change:
             if not any(r.id == row.id for r in rows):
                 raise WebhookNotFound()  # deleted meanwhile
             if changed:
                 self._check_row(rows, new_type, new_url, ignore_id=row.id)
+            if new_type != row.event_type:  # joins the end of its new type's list
+                values["position"] = next_position((r for r in rows if r.id != row.id), new_type)
             return [], []
 
-        await self.store.plan_webhooks(account.id, domain.id, plan,
-                                       set_values=(row.id, {"event_type": new_type, "url": new_url}))
+        await self.store.plan_webhooks(account.id, domain.id, plan, set_values=(row.id, values))
         updated = await self.store.get_webhook_by_id(row.id)
         assert updated is not None
         return updated

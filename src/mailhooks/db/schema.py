@@ -86,6 +86,8 @@ webhooks = Table(
     Column("disabled_reason", Text),
     # Start of the current run of failed attempts (NULL after any success): drives auto-disable.
     Column("failing_since", Float),
+    # Place of the URL in its type's list as the client gave it (Mailgun v3 answers in that order).
+    Column("position", Integer, nullable=False, server_default=text("0")),
     Index("ix_webhooks_route", "account_id", "domain_id", "event_type"),
     Index("ix_webhooks_group", "group_id"),
 )
@@ -148,4 +150,15 @@ attempts = Table(
     Column("response_excerpt", Text),
     Column("error", Text),
     Column("request_headers", Text),  # JSON; signatures, never secrets
+)
+
+# One row per dashboard sign-in (the cookie carries the token, this table its hash); sign-out deletes it.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("account_id", PK, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
 )

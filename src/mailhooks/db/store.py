@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,8 +34,10 @@ def _immediate_transactions(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-# Decides a webhook change from the scope's live rows: ``(rows to add, ids to remove)``, or raises.
-WebhookPlan = Callable[[list[Webhook]], tuple[Sequence[NewWebhook], Sequence[int]]]
+# Decides a webhook change from the scope's live rows: ``(rows to add, ids to remove)``, optionally with
+# ``{id: position}`` for rows that stay but move in their type's URL list; or raises.
+WebhookPlan = Callable[[list[Webhook]], tuple[Sequence[NewWebhook], Sequence[int]]
+                       | tuple[Sequence[NewWebhook], Sequence[int], Mapping[int, int]]]
 
 
 def _webhook(row: Any) -> Webhook:
@@ -295,7 +297,12 @@ class Store:
             rows = await conn.execute(
                 select(t.webhooks).where(c.account_id == account_id, scope, c.deleted_at.is_(None)).order_by(c.id)
             )
-            add, remove_ids = plan([_webhook(row) for row in rows])
+            change = plan([_webhook(row) for row in rows])
+            add, remove_ids = change[0], change[1]
+            if len(change) == 3:
+                for webhook_id, position in change[2].items():
+                    await conn.execute(update(t.webhooks).where(t.webhooks.c.id == webhook_id)
+                                       .values(position=position))
             if set_values is not None:
                 webhook_id, values = set_values
                 await conn.execute(update(t.webhooks).where(t.webhooks.c.id == webhook_id)
@@ -325,6 +332,7 @@ class Store:
                 "payload_format": new.payload_format,
                 "group_id": new.group_id,
                 "description": new.description,
+                "position": new.position,
                 "created_at": now,
                 "modified_at": now,
             }
