@@ -43,7 +43,8 @@ class Hostility(enum.StrEnum):
 
 HUGE_BYTES = 64 * 1024 * 1024
 _NUL_BODY = b'{"ok":\x00"yes"}\x00\x00' + b"\x00\x01\x02\x1b[31m" * 20
-_INVALID_UTF8 = b"\xff\xfe\xc3\x28\xa0\xa1\xe2\x28\xa1\xf0\x28\x8c\xbc" * 8 + b"\xed\xa0\x80"  # incl. an encoded surrogate
+# Stray continuation bytes, truncated sequences, and an encoded surrogate (not valid UTF-8 either).
+_INVALID_UTF8 = b"\xff\xfe\xc3\x28\xa0\xa1\xe2\x28\xa1\xf0\x28\x8c\xbc" * 8 + b"\xed\xa0\x80"
 _CHUNK = b"\x00" * 64
 
 
