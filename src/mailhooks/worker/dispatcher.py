@@ -14,9 +14,9 @@ Shape of one process:
   (response excerpt, error texts) is made storable before it becomes an outcome; a batch the database
   still refuses for its data is written in halves until the refused row is alone, and that row without
   its outside text, so one receiver's bytes cannot hold up anyone else's results. Only connection-level
-  errors make the writer back off and retry the batch whole. Unsaved outcomes count against the
-  concurrency: while the database does not take them, nothing more is claimed (the leases of what is
-  held run out and the rows are claimed again later: at least once).
+  errors make the writer back off and retry the batch whole. Unsaved outcomes are bounded too: once
+  there are as many as ``MAILHOOKS_WORKER_CONCURRENCY``, nothing more is claimed until the database
+  takes them (should it never, their leases run out and the rows are claimed again: at least once).
 
 A row whose lease would run out before its send could finish is handed back instead of being sent,
 so a healthy worker never sends a row another worker may already have re-claimed. SIGTERM stops the
@@ -202,11 +202,13 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         while not self.stopping:
             self.last_tick = time.monotonic()
-            # Outcomes not yet written hold their share of the budget: while the database does not take
-            # them, nothing more is claimed (memory stays bounded; see the module doc).
+            # Outcomes not yet written have a budget of their own, as large as the in-flight one: while
+            # the database does not take them, nothing more is claimed, so at most twice the concurrency
+            # is held in memory. (Counting them against the in-flight budget instead held claims back
+            # behind every write and cost the drain its pipelining.)
             unsaved = len(self.outcomes) + self.saving
-            room = self.capacity - len(self.in_flight) - unsaved
-            self.claims_held_back = room <= 0 < unsaved
+            self.claims_held_back = unsaved >= self.capacity
+            room = 0 if self.claims_held_back else self.capacity - len(self.in_flight)
             full = False
             if room > 0 and (room >= max(1, min(self.batch_size, self.capacity) // 4) or not self.in_flight):
                 limit = min(self.batch_size, room)

@@ -20,8 +20,7 @@ OLDEST_DUE_AGE = Gauge("mailhooks_oldest_due_age_seconds", "How long the oldest 
 IN_FLIGHT = Gauge("mailhooks_in_flight_deliveries", "Deliveries claimed by this process and not yet finished.")
 UNSAVED_RESULTS = Gauge(
     "mailhooks_unsaved_results",
-    "Attempt results of this process not yet written (no claims while these and the in-flight ones reach "
-    "MAILHOOKS_WORKER_CONCURRENCY).",
+    "Attempt results of this process not yet written (no claims while they reach MAILHOOKS_WORKER_CONCURRENCY).",
 )
 REFUSED_RESULTS = Counter(
     "mailhooks_refused_results_total",
