@@ -39,12 +39,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailhooks.core.events import NewEvent, targets_for
+from mailhooks.core.message_ids import new_message_id_key
 from mailhooks.core.models import Webhook
 from mailhooks.core.retry import DELIVERING, FAILED, FINISHED, PENDING
 from mailhooks.db import schema as t
 from mailhooks.db.store import Store
 
 NOTIFY_CHANNEL = "mailhooks_deliveries"
+MESSAGE_ID_KEY = "webhook-id"  # its row in instance_secrets
 GROUP_COMMIT_MAX = 5000  # events per combined ingest transaction
 # Written out literally (not as bound parameters) so that both planners can match the partial index.
 IN_QUEUE = text("status IN ('pending', 'delivering')")
@@ -215,6 +217,7 @@ class Outbox:
         self.postgres = store.postgres
         self._ingest_queue: deque[tuple[Sequence[NewEvent], asyncio.Future[list[bool]]]] = deque()
         self._ingest_task: asyncio.Task[None] | None = None
+        self._message_id_key: bytes | None = None
 
     # ------------------------------------------------------------------ ingest
     async def ingest(self, events: Sequence[NewEvent]) -> list[bool]:
@@ -312,6 +315,23 @@ class Outbox:
                 if not isinstance(exc, asyncpg.PostgresError) or raw.is_closed():
                     await conn.invalidate()
                 raise
+
+    async def message_id_key(self) -> bytes:
+        """The installation's ``webhook-id`` key (``core.message_ids``). The first process to ask makes it;
+        every process reads the same one, and it never changes, so it is read once."""
+        if self._message_id_key is None:
+            s = t.instance_secrets
+            async with self.store.read() as conn:
+                value = (await conn.execute(select(s.c.value).where(s.c.name == MESSAGE_ID_KEY))).scalar()
+            if value is None:
+                dialect_insert = pg_insert if self.postgres else sqlite_insert
+                async with self.store.write() as conn:  # two first processes at once: one key wins
+                    await conn.execute(dialect_insert(s).values(
+                        name=MESSAGE_ID_KEY, value=new_message_id_key(), created_at=time.time(),
+                    ).on_conflict_do_nothing(index_elements=["name"]))
+                    value = (await conn.execute(select(s.c.value).where(s.c.name == MESSAGE_ID_KEY))).scalar_one()
+            self._message_id_key = bytes.fromhex(value)
+        return self._message_id_key
 
     # ------------------------------------------------------------------ claim
     async def claim(self, owner: str, limit: int, lease_seconds: float,

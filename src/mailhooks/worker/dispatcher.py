@@ -42,6 +42,7 @@ from sqlalchemy.engine import make_url
 
 from mailhooks.api.state import Services
 from mailhooks.config import Settings
+from mailhooks.core.message_ids import message_id
 from mailhooks.core.payloads import PreparedEvent
 from mailhooks.core.retry import FAILED, PENDING, REJECTED, SUCCEEDED, decide
 from mailhooks.core.storable import storable_text
@@ -71,11 +72,6 @@ ERROR_CHARS = 1024  # error texts quote receivers' bytes and URLs
 _OUTCOME_COUNTERS: dict[str, Any] = {}
 
 
-def message_id(delivery_id: int) -> str:
-    """``webhook-id``: the delivery's stable id (the same on every retry and replay)."""
-    return f"msg_{delivery_id}"
-
-
 class Dispatcher:
     def __init__(self, store: Store, settings: Settings, policy: TargetPolicy) -> None:
         self.store = store
@@ -89,6 +85,7 @@ class Dispatcher:
         self.lease_seconds = settings.lease_seconds
         self.timeout = settings.delivery_timeout
         self.sender: Sender | None = None
+        self.message_id_key = b""  # read before the first claim (``_claim``)
         self.wake_event = asyncio.Event()
         self.flush_event = asyncio.Event()
         self.in_flight: dict[int, Claimed] = {}  # claimed and not finished: queued for a lane or being sent
@@ -204,8 +201,8 @@ class Dispatcher:
             self.last_tick = time.monotonic()
             # Outcomes not yet written have a budget of their own, as large as the in-flight one: while
             # the database does not take them, nothing more is claimed, so at most twice the concurrency
-            # is held in memory. (Counting them against the in-flight budget instead held claims back
-            # behind every write and cost the drain its pipelining.)
+            # is held in memory. (Counting them against the in-flight budget instead would hold claims
+            # back behind every write under way, even on a healthy database.)
             unsaved = len(self.outcomes) + self.saving
             self.claims_held_back = unsaved >= self.capacity
             room = 0 if self.claims_held_back else self.capacity - len(self.in_flight)
@@ -232,6 +229,8 @@ class Dispatcher:
             await self._wait(self.settings.poll_interval)
 
     async def _claim(self, limit: int) -> list[Claimed]:
+        if not self.message_id_key:  # here, so that a database down at start is retried like a claim
+            self.message_id_key = await self.outbox.message_id_key()
         saturated = self._saturated()
         batch = await self.outbox.claim(self.owner, limit, self.lease_seconds, saturated,
                                         head=HEAD_WINDOW * self.batch_size)
@@ -310,7 +309,7 @@ class Dispatcher:
             if self.stopping or time.time() + min(self.timeout, self.lease_seconds / 2) > job.lease_expires_at:
                 self.releases.append(job.id)
                 return
-            body, headers = prepared.render(job.signing_key, message_id(job.id))
+            body, headers = prepared.render(job.signing_key, message_id(self.message_id_key, job.id))
             result = await self.sender.post(job.url, body, headers)
             self.sent += 1
             self._finish(self._outcome(job, result, headers))
