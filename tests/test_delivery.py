@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -195,6 +196,32 @@ def test_500_forever_fails_after_the_schedule(app: ServerProcess, tenant: Tenant
     assert r.status_code == 202
     detail = wait_delivery(app, tenant, event_id, receiver.url(path), ("succeeded",))
     assert detail["attempt_count"] == 5
+
+
+def test_webhook_id_is_unguessable_and_stable_across_replays(app: ServerProcess, tenant: Tenant,
+                                                              receiver: Receiver) -> None:
+    """``webhook-id`` does not give away the platform's delivery counter (it was ``msg_<delivery id>``),
+    and stays the delivery's own on a manual retry, as the native API shows it."""
+    path = path_of(receiver)
+    mailgun_subscribe(app, tenant, "delivered", receiver.url(path))
+    first, second = emit(app, tenant), emit(app, tenant)
+    one = wait_delivery(app, tenant, first, receiver.url(path), ("succeeded",))
+    two = wait_delivery(app, tenant, second, receiver.url(path), ("succeeded",))
+    assert two["id"] == one["id"] + 1  # consecutive deliveries...
+    sent = {json.loads(r.body)["event-data"]["id"]: r.headers["webhook-id"] for r in receiver.wait_for(path, 2)}
+    assert sent == {first: one["message_id"], second: two["message_id"]}
+    for detail in (one, two):  # ...whose ids show neither the counter nor each other
+        assert re.fullmatch(r"msg_[a-z2-7]{26}", detail["message_id"]), detail["message_id"]
+    assert sum(a != b for a, b in zip(one["message_id"][4:], two["message_id"][4:], strict=True)) >= 13
+    listed = {d["id"]: d["message_id"] for d in deliveries(app, tenant, event_id=first)}
+    assert listed == {one["id"]: one["message_id"]}
+
+    r = httpx.post(f"{app.base_url}/v1/deliveries/{one['id']}/retry", headers=native(tenant))
+    assert r.status_code == 202 and r.json()["message_id"] == one["message_id"]
+    receiver.wait_for(path, 3)
+    assert receiver.on(path)[-1].headers["webhook-id"] == one["message_id"]
+    headers = StandardWebhook(httpx.get(f"{app.base_url}/v1/signing-key", headers=native(tenant)).json()["whsec"])
+    headers.verify(receiver.on(path)[-1].body, receiver.on(path)[-1].headers)  # signed with that id
 
 
 def test_406_stops_at_once(app: ServerProcess, tenant: Tenant, receiver: Receiver) -> None:

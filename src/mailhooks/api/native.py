@@ -22,6 +22,7 @@ from mailhooks.core.accounts import whsec
 from mailhooks.core.errors import Conflict, NotFound, ValidationFailed
 from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES
 from mailhooks.core.events import ID_PATTERN, MAX_ID_LENGTH, MAX_STRING, MAX_TIMESTAMP, Intake
+from mailhooks.core.message_ids import message_id
 from mailhooks.core.models import Account
 from mailhooks.core.nesting import TOO_DEEP, is_recursion_error
 from mailhooks.core.retry import STATUSES
@@ -90,6 +91,8 @@ NULLABLE_NUMBER = {"type": ["number", "null"]}
 NULLABLE_STRING = {"type": ["string", "null"]}
 _DELIVERY_PROPS: dict[str, Any] = {
     "id": {"type": "integer"},
+    "message_id": {"type": "string", "pattern": "^msg_[a-z2-7]{26}$",
+                   "description": "the webhook-id header of every attempt, retry and replay"},
     "event_id": {"type": "string"},
     "event": {"type": "string"},
     "domain": {"type": "string"},
@@ -181,9 +184,10 @@ def _cursor(value: str | None) -> int | None:
     return int(value)
 
 
-def _delivery(row: dict[str, Any]) -> dict[str, Any]:
+def _delivery(row: dict[str, Any], message_id_key: bytes) -> dict[str, Any]:
     return {
-        "id": row["id"], "event_id": row["event_id"], "event": row["event_type"], "domain": row["domain"],
+        "id": row["id"], "message_id": message_id(message_id_key, row["id"]),
+        "event_id": row["event_id"], "event": row["event_type"], "domain": row["domain"],
         "webhook": row["webhook"], "url": row["url"], "payload_format": row["payload_format"],
         "status": row["status"], "attempt_count": row["attempts"] or 0, "next_attempt_at": row["next_attempt_at"],
         "last_status_code": row["last_status_code"], "last_error": row["last_error"],
@@ -256,18 +260,20 @@ async def list_deliveries(
         account.id, domain_id=await _domain_id(svc, account, domain), event_id=event_id, status=status,
         webhook_guid=webhook, before=_cursor(cursor), limit=limit)
     next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
-    return JSON({"items": [_delivery(r) for r in rows], "next_cursor": next_cursor})
+    key = await _outbox(svc).message_id_key()
+    return JSON({"items": [_delivery(r, key) for r in rows], "next_cursor": next_cursor})
 
 
 @router.get("/v1/deliveries/{delivery_id}", responses={200: openapi_json("DeliveryDetail"), **ERRORS})
 async def get_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
                        account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
     """One delivery with every attempt."""
-    found = await _outbox(svc).get_delivery(account.id, delivery_id)
+    outbox = _outbox(svc)
+    found = await outbox.get_delivery(account.id, delivery_id)
     if found is None:
         raise NotFound("Delivery not found", what="delivery")
     row, attempts = found
-    return JSON({**_delivery(row), "attempts": attempts})
+    return JSON({**_delivery(row, await outbox.message_id_key()), "attempts": attempts})
 
 
 @router.post("/v1/deliveries/{delivery_id}/retry", status_code=202,
@@ -285,7 +291,7 @@ async def retry_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
     _wake(svc)
     found = await outbox.get_delivery(account.id, delivery_id)
     assert found is not None
-    return JSON({**_delivery(found[0]), "attempts": found[1]}, status_code=202)
+    return JSON({**_delivery(found[0], await outbox.message_id_key()), "attempts": found[1]}, status_code=202)
 
 
 @router.post("/v1/domains/{domain}/deliveries/recover", status_code=202,

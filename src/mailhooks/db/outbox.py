@@ -25,24 +25,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailhooks.core.events import NewEvent, targets_for
+from mailhooks.core.message_ids import new_message_id_key
 from mailhooks.core.models import Webhook
 from mailhooks.core.retry import DELIVERING, FAILED, FINISHED, PENDING
 from mailhooks.db import schema as t
 from mailhooks.db.store import Store
 
 NOTIFY_CHANNEL = "mailhooks_deliveries"
+MESSAGE_ID_KEY = "webhook-id"  # its row in instance_secrets
 GROUP_COMMIT_MAX = 5000  # events per combined ingest transaction
 # Written out literally (not as bound parameters) so that both planners can match the partial index.
 IN_QUEUE = text("status IN ('pending', 'delivering')")
@@ -83,6 +87,52 @@ class Outcome:
     endpoint_failure: bool = False  # counts towards auto-disable
     endpoint_success: bool = False  # clears the failing streak
     disable_reason: str | None = None
+
+    def without_outside_text(self) -> Outcome:
+        """The same outcome with every text that came from outside (response excerpt, request headers,
+        error texts) replaced by a note: what is written for a row the database refused."""
+        attempt = self.attempt
+        if attempt is not None:
+            attempt = {**attempt, "response_excerpt": None, "request_headers": None, "error": UNSTORABLE_NOTE}
+        return replace(self, attempt=attempt, last_error=UNSTORABLE_NOTE if self.last_error is not None else None)
+
+
+UNSTORABLE_NOTE = "the database refused this result's text (response excerpt and error dropped)"
+
+
+@functools.cache
+def _unreachable_types() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    import asyncpg
+    from asyncpg import exceptions as pg
+
+    return (
+        OSError,  # refused, reset, unreachable, timed out (TimeoutError is an OSError)
+        asyncpg.PostgresConnectionError, asyncpg.InterfaceError,  # lost or unusable connection
+        pg.OperatorInterventionError,  # shutting down, starting up, statement cancelled
+        pg.InsufficientResourcesError,  # too many connections, disk or memory full
+        pg.TransactionRollbackError,  # serialization failure, deadlock: the same write may pass next time
+        pg.ObjectNotInPrerequisiteStateError,  # lock not available
+        pg.ReadOnlySQLTransactionError,  # a standby during failover
+        sqlite3.OperationalError,  # locked, busy, I/O error, read-only, full
+        sa_exc.DisconnectionError, sa_exc.TimeoutError,  # the pool's own
+    )
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether a failed write failed because of the database or the way to it (retry it whole, later),
+    rather than because of the data in it (a row the database refuses: the same write fails again)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the driver's error, SQLAlchemy's wrapper around it, the encoding error inside
+        if seen is None:
+            break
+        if isinstance(seen, _unreachable_types()):
+            return True
+        if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 def _claim_columns() -> str:
@@ -167,6 +217,7 @@ class Outbox:
         self.postgres = store.postgres
         self._ingest_queue: deque[tuple[Sequence[NewEvent], asyncio.Future[list[bool]]]] = deque()
         self._ingest_task: asyncio.Task[None] | None = None
+        self._message_id_key: bytes | None = None
 
     # ------------------------------------------------------------------ ingest
     async def ingest(self, events: Sequence[NewEvent]) -> list[bool]:
@@ -264,6 +315,23 @@ class Outbox:
                 if not isinstance(exc, asyncpg.PostgresError) or raw.is_closed():
                     await conn.invalidate()
                 raise
+
+    async def message_id_key(self) -> bytes:
+        """The installation's ``webhook-id`` key (``core.message_ids``). The first process to ask makes it;
+        every process reads the same one, and it never changes, so it is read once."""
+        if self._message_id_key is None:
+            s = t.instance_secrets
+            async with self.store.read() as conn:
+                value = (await conn.execute(select(s.c.value).where(s.c.name == MESSAGE_ID_KEY))).scalar()
+            if value is None:
+                dialect_insert = pg_insert if self.postgres else sqlite_insert
+                async with self.store.write() as conn:  # two first processes at once: one key wins
+                    await conn.execute(dialect_insert(s).values(
+                        name=MESSAGE_ID_KEY, value=new_message_id_key(), created_at=time.time(),
+                    ).on_conflict_do_nothing(index_elements=["name"]))
+                    value = (await conn.execute(select(s.c.value).where(s.c.name == MESSAGE_ID_KEY))).scalar_one()
+            self._message_id_key = bytes.fromhex(value)
+        return self._message_id_key
 
     # ------------------------------------------------------------------ claim
     async def claim(self, owner: str, limit: int, lease_seconds: float,

@@ -162,3 +162,12 @@ ui_sessions = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False, index=True),
 )
+
+# Keys of the installation itself, never shown to an account (the ``webhook-id`` key: core.message_ids).
+instance_secrets = Table(
+    "instance_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+)

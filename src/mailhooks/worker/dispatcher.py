@@ -10,7 +10,13 @@ Shape of one process:
   and POSTs. URLs already at their cap are excluded from the next claims, so a slow or hanging
   receiver holds at most its own share of the in-flight budget and cannot starve the others;
 - the **writer** collects outcomes and writes them in one transaction per batch (attempt rows,
-  delivery states, webhook health), so no delivery costs a transaction of its own.
+  delivery states, webhook health), so no delivery costs a transaction of its own. Text from outside
+  (response excerpt, error texts) is made storable before it becomes an outcome; a batch the database
+  still refuses for its data is written in halves until the refused row is alone, and that row without
+  its outside text, so one receiver's bytes cannot hold up anyone else's results. Only connection-level
+  errors make the writer back off and retry the batch whole. Unsaved outcomes are bounded too: once
+  there are as many as ``MAILHOOKS_WORKER_CONCURRENCY``, nothing more is claimed until the database
+  takes them (should it never, their leases run out and the rows are claimed again: at least once).
 
 A row whose lease would run out before its send could finish is handed back instead of being sent,
 so a healthy worker never sends a row another worker may already have re-claimed. SIGTERM stops the
@@ -36,10 +42,12 @@ from sqlalchemy.engine import make_url
 
 from mailhooks.api.state import Services
 from mailhooks.config import Settings
+from mailhooks.core.message_ids import message_id
 from mailhooks.core.payloads import PreparedEvent
 from mailhooks.core.retry import FAILED, PENDING, REJECTED, SUCCEEDED, FailureKind, decide
+from mailhooks.core.storable import storable_text
 from mailhooks.core.targets import TargetPolicy
-from mailhooks.db.outbox import NOTIFY_CHANNEL, Claimed, Outbox, Outcome
+from mailhooks.db.outbox import NOTIFY_CHANNEL, Claimed, Outbox, Outcome, database_unreachable
 from mailhooks.db.store import Store
 from mailhooks.worker import metrics
 from mailhooks.worker.sender import Sender, SendResult
@@ -58,14 +66,11 @@ LISTEN_RETRY = 5.0  # seconds between attempts to re-establish LISTEN
 # through the whole queue, so that other endpoints' rows behind a slow one's backlog still go out.
 HEAD_WINDOW = 8
 FULL_SCAN_EVERY = 1.0
+EXCERPT_CHARS = 1024  # the excerpt is at most 1 KB read from the response: this cut is a guard only
+ERROR_CHARS = 1024  # error texts quote receivers' bytes and URLs
 
 _OUTCOME_COUNTERS: dict[str, Any] = {}
 _FAILURE_COUNTERS: dict[FailureKind, Any] = {}
-
-
-def message_id(delivery_id: int) -> str:
-    """``webhook-id``: the delivery's stable id (the same on every retry and replay)."""
-    return f"msg_{delivery_id}"
 
 
 class Dispatcher:
@@ -81,6 +86,7 @@ class Dispatcher:
         self.lease_seconds = settings.lease_seconds
         self.timeout = settings.delivery_timeout
         self.sender: Sender | None = None
+        self.message_id_key = b""  # read before the first claim (``_claim``)
         self.wake_event = asyncio.Event()
         self.flush_event = asyncio.Event()
         self.in_flight: dict[int, Claimed] = {}  # claimed and not finished: queued for a lane or being sent
@@ -93,6 +99,8 @@ class Dispatcher:
         self.url_load: Counter[str] = Counter()
         self.url_hooks: dict[str, set[int]] = {}
         self.outcomes: list[Outcome] = []
+        self.saving = 0  # outcomes taken from ``outcomes`` by a write under way
+        self.claims_held_back = False  # the claim loop waits for the writer (unsaved outcomes)
         self.releases: list[int] = []
         self.stopping = False
         self.last_tick = time.monotonic()
@@ -138,7 +146,7 @@ class Dispatcher:
                 await self._writer_task
         for _ in range(3):
             try:
-                await self._flush()
+                await self.flush()
                 await self.outbox.release_owned(self.owner)
                 break
             except Exception as exc:  # the database may be going down too; leases expire anyway
@@ -192,9 +200,15 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         while not self.stopping:
             self.last_tick = time.monotonic()
-            room = self.capacity - len(self.in_flight)
+            # Outcomes not yet written have a budget of their own, as large as the in-flight one: while
+            # the database does not take them, nothing more is claimed, so at most twice the concurrency
+            # is held in memory. (Counting them against the in-flight budget instead would hold claims
+            # back behind every write under way, even on a healthy database.)
+            unsaved = len(self.outcomes) + self.saving
+            self.claims_held_back = unsaved >= self.capacity
+            room = 0 if self.claims_held_back else self.capacity - len(self.in_flight)
             full = False
-            if room >= max(1, min(self.batch_size, self.capacity) // 4) or not self.in_flight:
+            if room > 0 and (room >= max(1, min(self.batch_size, self.capacity) // 4) or not self.in_flight):
                 limit = min(self.batch_size, room)
                 try:
                     batch = await self._claim(limit)
@@ -216,6 +230,8 @@ class Dispatcher:
             await self._wait(self.settings.poll_interval)
 
     async def _claim(self, limit: int) -> list[Claimed]:
+        if not self.message_id_key:  # here, so that a database down at start is retried like a claim
+            self.message_id_key = await self.outbox.message_id_key()
         saturated = self._saturated()
         batch = await self.outbox.claim(self.owner, limit, self.lease_seconds, saturated,
                                         head=HEAD_WINDOW * self.batch_size)
@@ -294,7 +310,7 @@ class Dispatcher:
             if self.stopping or time.time() + min(self.timeout, self.lease_seconds / 2) > job.lease_expires_at:
                 self.releases.append(job.id)
                 return
-            body, headers = prepared.render(job.signing_key, message_id(job.id))
+            body, headers = prepared.render(job.signing_key, message_id(self.message_id_key, job.id))
             result = await self.sender.post(job.url, body, headers)
             self.sent += 1
             self._finish(self._outcome(job, result, headers))
@@ -320,6 +336,9 @@ class Dispatcher:
 
     def _outcome(self, job: Claimed, result: SendResult, headers: dict[str, str] | None = None) -> Outcome:
         number = job.attempts + 1
+        # The one place where a send result becomes stored text: what the receiver sent, made storable.
+        excerpt = storable_text(result.excerpt, EXCERPT_CHARS) or None
+        sent_error = storable_text(result.error, ERROR_CHARS)
         decision = decide(attempt_number=number, status_code=result.status_code, error=result.error,
                           now=time.time(), schedule=self.settings.retry_schedule, retry_after=result.retry_after,
                           failure=result.failure)
@@ -337,11 +356,11 @@ class Dispatcher:
         attempt = {
             "delivery_id": job.id, "number": number, "started_at": result.started_at,
             "duration_ms": round(result.duration_ms, 3), "status_code": result.status_code,
-            "response_excerpt": result.excerpt or None, "error": result.error,
+            "response_excerpt": excerpt, "error": sent_error,
             # What was sent, for the dashboard: signatures, never the keys that made them.
             "request_headers": orjson.dumps(headers).decode() if headers else None,
         }
-        error = result.error if result.error else (None if result.ok else f"HTTP {result.status_code}")
+        error = sent_error if sent_error else (None if result.ok else f"HTTP {result.status_code}")
         return Outcome(
             delivery_id=job.id, webhook_id=job.webhook_id, status=decision.status,
             next_attempt_at=decision.next_attempt_at, attempts=number, attempt=attempt,
@@ -363,23 +382,98 @@ class Dispatcher:
             if len(self.outcomes) < self.batch_size:
                 await asyncio.sleep(FLUSH_DELAY)
             try:
-                await self._flush()
+                await self.flush()
                 self.consecutive_errors = 0
             except Exception as exc:
                 self._db_error("record", exc)
                 await asyncio.sleep(min(DB_BACKOFF_MAX, 0.2 * 2 ** self.consecutive_errors))
                 self.flush_event.set()
+            finally:
+                metrics.UNSAVED_RESULTS.set(len(self.outcomes) + self.saving)  # per write, not per send
+                if self.claims_held_back:
+                    self.wake_event.set()
 
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
+        """Write every unsaved outcome and release. Raises only when the database cannot be reached (or on
+        cancellation), with whatever was not written put back for the next try."""
         while self.outcomes or self.releases:
             outcomes, self.outcomes = self.outcomes[:FLUSH_MAX], self.outcomes[FLUSH_MAX:]
             releases, self.releases = self.releases, []
+            self.saving = len(outcomes)
             try:
-                await self.outbox.record(self.owner, outcomes, releases, self.settings.disable_after_seconds)
-            except BaseException:
-                self.outcomes[:0] = outcomes
-                self.releases[:0] = releases
+                await self._record(outcomes, releases)
+            finally:
+                self.saving = 0
+
+    def _put_back(self, outcomes: list[Outcome], releases: list[int]) -> None:
+        self.outcomes[:0] = outcomes
+        self.releases[:0] = releases
+
+    async def _record(self, outcomes: list[Outcome], releases: list[int]) -> None:
+        """One batch in one write; if the database refuses the batch for its data, the rows it can take
+        are written and the refused row without its outside text (``_record_isolated``)."""
+        disable_after = self.settings.disable_after_seconds
+        try:
+            await self.outbox.record(self.owner, outcomes, releases, disable_after)
+            return
+        except Exception as exc:
+            if database_unreachable(exc):
+                self._put_back(outcomes, releases)
                 raise
+            log.warning("record_refused_splitting", rows=len(outcomes), error=repr(exc)[:300])
+        except BaseException:
+            self._put_back(outcomes, releases)
+            raise
+        await self._record_isolated(outcomes, releases)
+
+    async def _record_isolated(self, outcomes: list[Outcome], releases: list[int]) -> None:
+        """Write the batch in halves until each refused row is alone (a bisection: about 2·log2(n) writes
+        for one bad row among n); connection-level errors put back what is not written yet and raise."""
+        disable_after = self.settings.disable_after_seconds
+        chunks = collections.deque([outcomes])
+        try:
+            if releases:  # ids only: nothing in them for the database to refuse
+                try:
+                    await self.outbox.record(self.owner, (), releases)
+                except Exception as exc:
+                    if database_unreachable(exc):
+                        raise
+                    log.error("release_failed", rows=len(releases), error=repr(exc)[:300])  # leases run out
+                releases = []
+            while chunks:
+                chunk = chunks[0]
+                try:
+                    await self.outbox.record(self.owner, chunk, (), disable_after)
+                except Exception as exc:
+                    if database_unreachable(exc):
+                        raise
+                    if len(chunk) > 1:
+                        chunks.popleft()
+                        half = len(chunk) // 2
+                        chunks.extendleft((chunk[half:], chunk[:half]))
+                        continue
+                    await self._record_refused(chunk[0], exc)
+                chunks.popleft()
+        except BaseException:
+            self._put_back([o for chunk in chunks for o in chunk], releases)
+            raise
+
+    async def _record_refused(self, outcome: Outcome, refusal: Exception) -> None:
+        """The one row the database refused: its outcome without the outside text. Should even that be
+        refused (a bug, or its delivery row is gone), it is dropped: its lease runs out and it is sent
+        again, so it is late but not lost, and it holds up nobody."""
+        try:
+            await self.outbox.record(self.owner, [outcome.without_outside_text()], (),
+                                     self.settings.disable_after_seconds)
+        except Exception as exc:
+            if database_unreachable(exc):
+                raise
+            metrics.REFUSED_RESULTS.labels("dropped").inc()
+            log.error("delivery_result_dropped", delivery=outcome.delivery_id, refusal=repr(refusal)[:300],
+                      error=repr(exc)[:300])
+            return
+        metrics.REFUSED_RESULTS.labels("salvaged").inc()
+        log.warning("delivery_result_not_storable", delivery=outcome.delivery_id, error=repr(refusal)[:300])
 
     # ------------------------------------------------------------------ retention
     def _maybe_purge(self) -> None:

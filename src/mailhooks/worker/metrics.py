@@ -24,3 +24,13 @@ ATTEMPT_SECONDS = Histogram(
 DUE_BACKLOG = Gauge("mailhooks_due_deliveries", "Deliveries due now and not leased (includes expired leases).")
 OLDEST_DUE_AGE = Gauge("mailhooks_oldest_due_age_seconds", "How long the oldest due delivery has been waiting.")
 IN_FLIGHT = Gauge("mailhooks_in_flight_deliveries", "Deliveries claimed by this process and not yet finished.")
+UNSAVED_RESULTS = Gauge(
+    "mailhooks_unsaved_results",
+    "Attempt results of this process not yet written (no claims while they reach MAILHOOKS_WORKER_CONCURRENCY).",
+)
+REFUSED_RESULTS = Counter(
+    "mailhooks_refused_results_total",
+    "Results the database refused for their data: written without the outside text (salvaged), or not at "
+    "all (dropped: the delivery is sent again when its lease runs out).",
+    ["outcome"],
+)
