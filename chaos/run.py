@@ -55,11 +55,17 @@ async def worker_crash(world: World, flow: Flow) -> str:
 
 
 async def hostile_neighbour(world: World, flow: Flow) -> str:
-    """Another account's receiver answers bytes PostgreSQL refuses in text (NUL, invalid UTF-8)."""
+    """Another account's receiver answers bytes PostgreSQL refuses in text (NUL in the body, bytes that
+    are not UTF-8 in the body and in headers): the counted account must not notice."""
+    from tests.faults.hostile import HostileReceiver, Hostility
+
+    hostile = HostileReceiver().start()
+    world.on_exit(hostile.stop)
     await world.serve()
-    await world.add_hostile_neighbour()
+    await world.add_neighbour(*(hostile.url(mode) for mode in (
+        Hostility.NUL_BODY, Hostility.INVALID_UTF8, Hostility.BINARY_HEADER)))
     await flow.run_for(world.fault_at + world.fault_for + world.after)
-    return "another account's receiver answers NUL and invalid UTF-8"
+    return f"another account's receiver answers NUL and non-UTF-8 bytes ({len(hostile.arrivals())} answered)"
 
 
 async def resolver_outage(world: World, flow: Flow) -> str:

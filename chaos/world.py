@@ -30,7 +30,6 @@ PG_ADMIN = os.environ.get("MAILHOOKS_TEST_PG", "postgresql://postgres@127.0.0.1:
 DRAIN_WITHIN = 90.0  # seconds after the flow ends for every acknowledged event to arrive
 # Short enough that a fault of a few seconds is over within the schedule; long enough to outlast it.
 RETRY_SCHEDULE = "1,1,2,2,3,5,5,10,10,15,30"
-HOSTILE_BODY = b'{"ok": true, "note": "\x00\x00 \xff\xfe\xc3\x28 bytes PostgreSQL refuses in text"}'
 
 
 def free_port() -> int:
@@ -56,13 +55,12 @@ def severity(answer: int | str) -> int:
 
 
 class CountingReceiver:
-    """A webhook receiver in the runner's own loop: counts arrivals per event id, can go down and come
-    back on the same port, and answers ``/hostile`` with bytes that no database takes as text."""
+    """A webhook receiver in the runner's own loop: counts arrivals per event id, and can go down and
+    come back on the same port."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.arrivals: Counter[str] = Counter()
-        self.hostile = 0
         self.last_arrival = 0.0
         self._runner: web.AppRunner | None = None
 
@@ -70,11 +68,7 @@ class CountingReceiver:
         return f"http://{host}:{self.port}{path}"
 
     async def _handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if request.path == "/hostile":
-            self.hostile += 1
-            return web.Response(status=200, body=HOSTILE_BODY, content_type="application/json")
-        data = orjson.loads(body)
+        data = orjson.loads(await request.read())
         event = data.get("event-data") or data
         self.arrivals[str(event.get("id"))] += 1
         self.last_arrival = time.monotonic()
@@ -247,12 +241,20 @@ class World:
         raise SystemExit(f"{self.name}: the API did not come up within {within:.0f} s (logs in {self.tmp})")
 
     async def subscribe(self, tenant: Tenant, url: str) -> None:
-        """A ``delivered`` webhook through the Mailgun dialect, as a user would make it."""
+        """A ``delivered`` webhook through the Mailgun dialect, as a user would make it (a second URL is
+        added to the type with PUT)."""
         auth = aiohttp.BasicAuth("api", tenant.key)
-        async with aiohttp.ClientSession(auth=auth) as session, session.post(
-                f"{self.base}/v3/domains/{tenant.domain}/webhooks", data={"id": "delivered", "url": url}) as resp:
-            if resp.status != 200:
-                raise SystemExit(f"subscribe answered {resp.status}: {await resp.text()}")
+        collection = f"{self.base}/v3/domains/{tenant.domain}/webhooks"
+        async with aiohttp.ClientSession(auth=auth) as session:
+            async with session.get(f"{collection}/delivered") as resp:
+                urls = (await resp.json())["webhook"]["urls"] if resp.status == 200 else []
+            if urls:
+                request = session.put(f"{collection}/delivered", data=[("url", u) for u in [*urls, url]])
+            else:
+                request = session.post(collection, data={"id": "delivered", "url": url})
+            async with request as resp:
+                if resp.status != 200:
+                    raise SystemExit(f"subscribe answered {resp.status}: {await resp.text()}")
 
     async def serve(self) -> None:
         self.start("serve", "serve")
@@ -278,9 +280,11 @@ class World:
         proc.kill()
         proc.wait()
 
-    async def add_hostile_neighbour(self) -> None:
-        neighbour = self.new_tenant("hostile")
-        await self.subscribe(neighbour, self.receiver.url("/hostile"))
+    async def add_neighbour(self, *urls: str) -> None:
+        """Another account, subscribed to ``urls`` (up to 3), whose events flow beside the counted ones."""
+        neighbour = self.new_tenant("neighbour")
+        for url in urls:
+            await self.subscribe(neighbour, url)
         self.neighbours.append(neighbour)
 
     # ------------------------------------------------------------------ the end
