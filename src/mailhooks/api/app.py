@@ -18,7 +18,7 @@ from mailhooks.api import kirim, mailgun, native, ui
 from mailhooks.api.auth import RateLimited, Unauthorized
 from mailhooks.api.bodies import BodyLimit
 from mailhooks.api.docs import install_docs
-from mailhooks.api.ratelimit import RateLimiter
+from mailhooks.api.ratelimit import Budget, RateLimiter
 from mailhooks.api.responses import (
     KIRIM_DOMAIN_NOT_FOUND,
     KIRIM_SERVER_ERROR,
@@ -120,7 +120,8 @@ def build_services(settings: Settings) -> Services:
         store=store,
         policy=policy,
         subscriptions=Subscriptions(store, policy),
-        limiter=RateLimiter(settings.rate_limit, settings.redis_url),
+        limiter=RateLimiter({Budget.MANAGEMENT: settings.rate_limit, Budget.INGEST: settings.ingest_rate_limit,
+                             Budget.AUTH_FAILURES: settings.auth_failure_limit}, settings.redis_url),
     )
 
 

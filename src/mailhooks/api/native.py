@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailhooks.api.auth import native_account
+from mailhooks.api.auth import ingest_account, native_account
 from mailhooks.api.responses import JSON, openapi_json
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import whsec
@@ -66,6 +66,9 @@ async def healthz(svc: Services = Depends(services)) -> Response:
     except Exception as exc:  # report, don't crash: this endpoint exists to say what is broken
         checks["database"] = f"error: {type(exc).__name__}"
         healthy = False
+    # Reported, not a reason for 503: without Redis every request is still served (each process counts
+    # its own budget), so taking this instance out of rotation would only make things worse.
+    checks["rate_limit"] = (await svc.limiter.check()).value
     dispatcher = svc.extras.get("dispatcher")
     if dispatcher is not None:
         problem = dispatcher.health_problem()
@@ -204,7 +207,7 @@ async def _domain_id(svc: Services, account: Account, name: str | None) -> int |
                  "oneOf": [{"$ref": "#/components/schemas/EventIn"},
                            {"type": "array", "minItems": 1, "maxItems": 1000,
                             "items": {"$ref": "#/components/schemas/EventIn"}}]}}}}})
-async def ingest_events(request: Request, account: Account = Depends(native_account),
+async def ingest_events(request: Request, account: Account = Depends(ingest_account),
                         svc: Services = Depends(services)) -> Response:
     """Accept one event or an array of up to 1000; idempotent on ``id`` per domain."""
     raw = await request.body()
