@@ -89,9 +89,7 @@ def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     proc = ServerProcess(
         db_url,
         log_dir=tmp_path_factory.mktemp("server-logs"),
-        env={"MAILHOOKS_ALLOW_PRIVATE_TARGETS": "1", "MAILHOOKS_RATE_LIMIT": "100000/minute",
-             # the suite sends many wrong keys on purpose, all from 127.0.0.1
-             "MAILHOOKS_AUTH_FAILURE_LIMIT": "100000/minute"},
+        env={"MAILHOOKS_ALLOW_PRIVATE_TARGETS": "1", "MAILHOOKS_RATE_LIMIT": "100000/minute"},
     )
     proc.start()
     yield proc
@@ -123,8 +121,7 @@ def strict(db_url: str, server: ServerProcess, tmp_path_factory: pytest.TempPath
     """The API alone on the same database, with private targets NOT allowed (the default)."""
     proc = ServerProcess(db_url, log_dir=tmp_path_factory.mktemp("strict"), command="api",
                          env={"MAILHOOKS_ALLOW_PRIVATE_TARGETS": "0", "MAILHOOKS_ALLOWED_CIDRS": "",
-                              "MAILHOOKS_RATE_LIMIT": "100000/minute",
-                              "MAILHOOKS_AUTH_FAILURE_LIMIT": "100000/minute"})
+                              "MAILHOOKS_RATE_LIMIT": "100000/minute"})
     proc.start(migrate=False)
     yield proc
     proc.stop()
