@@ -39,6 +39,7 @@ class Settings:
     rate_limit: str = "300/minute"
     ingest_rate_limit: str = "5000/second"
     auth_failure_limit: str = "30/minute"
+    database_timeout: float = 30.0
     retention_days: float = 30.0
     bootstrap_user: str = "admin"
     bootstrap_domain: str = "example.test"
@@ -66,6 +67,7 @@ class Settings:
             rate_limit=get("MAILHOOKS_RATE_LIMIT") or cls.rate_limit,
             ingest_rate_limit=get("MAILHOOKS_INGEST_RATE_LIMIT") or cls.ingest_rate_limit,
             auth_failure_limit=get("MAILHOOKS_AUTH_FAILURE_LIMIT") or cls.auth_failure_limit,
+            database_timeout=float(get("MAILHOOKS_DATABASE_TIMEOUT") or 30.0),
             retention_days=float(get("MAILHOOKS_RETENTION_DAYS") or 30.0),
             bootstrap_user=get("MAILHOOKS_BOOTSTRAP_USER") or cls.bootstrap_user,
             bootstrap_domain=get("MAILHOOKS_BOOTSTRAP_DOMAIN") or cls.bootstrap_domain,

@@ -4,6 +4,8 @@
     url = cluster.create_database("mailhooks")   # postgresql://postgres@127.0.0.1:PORT/mailhooks
     cluster.stop("immediate")               # like a crash: backends killed, clients see their sockets close
     cluster.start()                         # crash recovery, then it accepts connections again
+    cluster.freeze()                        # SIGSTOP every server process: a hung database (sockets stay open)
+    cluster.thaw()                          # SIGCONT: it carries on where it stopped
     cluster.destroy()                       # stop and remove the data directory
 
 Debian's server binaries (``/usr/lib/postgresql/<version>/bin``). ``initdb`` refuses to run as root, so
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -66,6 +69,7 @@ class PgCluster:
         self.socket_dir = self.base / "run"
         self.log_path = self.base / "postgresql.log"
         self._initialised = False
+        self.frozen = False
 
     # ------------------------------------------------------------------ process control
     def _run(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -104,9 +108,39 @@ class PgCluster:
 
     def stop(self, mode: StopMode = "fast", timeout: float = 60.0) -> None:
         """``fast``: sessions are told and disconnected; ``immediate``: processes are killed, like a crash."""
+        if self.frozen:
+            self.thaw()
         if self.running():
             self._run("pg_ctl", "stop", "-D", str(self.data), "-m", mode, "-w", "-t", str(int(timeout)),
                       timeout=timeout + 10)
+
+    def processes(self) -> list[int]:
+        """The postmaster and its children (backends, checkpointer, walwriter ...)."""
+        pid_file = self.data / "postmaster.pid"
+        if not pid_file.exists():
+            return []
+        postmaster = int(pid_file.read_text().split("\n", 1)[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            if int(fields[1]) == postmaster:
+                children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole cluster: connections stay open and new ones are accepted by the kernel, but
+        nothing answers (what a wedged host, a storage stall or a frozen VM looks like to clients)."""
+        for pid in self.processes():  # the postmaster first: it forks no new backend meanwhile
+            os.kill(pid, signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        for pid in reversed(self.processes()):
+            os.kill(pid, signal.SIGCONT)
+        self.frozen = False
 
     def running(self) -> bool:
         if not (self.data / "postmaster.pid").exists():

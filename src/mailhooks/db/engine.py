@@ -5,7 +5,7 @@ counts as "the database is unavailable" (as opposed to a bug), for the API to an
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from sqlalchemy import event
@@ -13,10 +13,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-# Deadlines (seconds) for PostgreSQL: opening a connection, and any one statement. A database that hangs
-# turns into an error within these instead of a request that never ends (SQLite has busy_timeout).
+from mailhooks.config import Settings
+
+# Deadlines (seconds) for PostgreSQL: opening a connection (at most 5 s), any one statement and the wait
+# for a pooled connection (MAILHOOKS_DATABASE_TIMEOUT, 30 s). A database that hangs turns into an error
+# within these instead of a request that never ends (SQLite has its busy_timeout).
 CONNECT_TIMEOUT = 5.0
-STATEMENT_TIMEOUT = 30.0
 
 
 def to_async_url(url: str) -> str:
@@ -54,8 +56,16 @@ def _discard_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         raise sa_exc.DisconnectionError("the server closed this pooled connection")
 
 
-def create_engine(url: str, statement_timeout: float | None = STATEMENT_TIMEOUT, **kwargs: Any) -> AsyncEngine:
-    """``statement_timeout=None`` for work that may legitimately run long (migrations)."""
+def _configured_timeout() -> float:
+    # Read here rather than passed down, so that every engine of every process (API, dispatcher, CLI)
+    # has the operator's deadline.
+    return Settings.from_env().database_timeout
+
+
+def create_engine(url: str, statement_timeout: float | None | Literal["configured"] = "configured",
+                  **kwargs: Any) -> AsyncEngine:
+    """``statement_timeout``: seconds, ``None`` for work that may legitimately run long (migrations), or
+    by default ``MAILHOOKS_DATABASE_TIMEOUT``."""
     async_url = to_async_url(url)
     if async_url.startswith("sqlite"):
         engine = create_async_engine(async_url, **kwargs)
@@ -64,8 +74,11 @@ def create_engine(url: str, statement_timeout: float | None = STATEMENT_TIMEOUT,
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", False)
-    kwargs.setdefault("pool_timeout", STATEMENT_TIMEOUT)  # waiting for a free pooled connection
-    connect_args = {"timeout": CONNECT_TIMEOUT, "command_timeout": statement_timeout,
+    configured = _configured_timeout()
+    if statement_timeout == "configured":
+        statement_timeout = configured
+    kwargs.setdefault("pool_timeout", configured)  # waiting for a free pooled connection
+    connect_args = {"timeout": min(CONNECT_TIMEOUT, configured), "command_timeout": statement_timeout,
                     **kwargs.pop("connect_args", {})}
     engine = create_async_engine(async_url, connect_args=connect_args, **kwargs)
     event.listen(engine.sync_engine, "checkout", _discard_closed)
