@@ -5,6 +5,7 @@ counts as "the database is unavailable" (as opposed to a bug), for the API to an
 from __future__ import annotations
 
 import sqlite3
+import traceback
 from typing import Any, Literal
 
 import asyncpg
@@ -110,23 +111,14 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
-def _raised_by_driver(exc: BaseException) -> bool:
-    """Whether the innermost frame of ``exc`` is in the database client stack (SQLAlchemy, asyncpg,
-    aiosqlite, or the event loop's socket code under them) rather than in our own code."""
-    frames = [tb.tb_frame.f_code.co_filename for tb in _frames(exc)]
-    return any(part in name for name in frames for part in _DRIVER_PATHS)
-
-
 _DRIVER_PATHS = ("/sqlalchemy/", "/asyncpg/", "/aiosqlite/")
 
 
-def _frames(exc: BaseException) -> list[Any]:
-    frames = []
-    tb = exc.__traceback__
-    while tb is not None:
-        frames.append(tb)
-        tb = tb.tb_next
-    return frames
+def _raised_by_driver(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside the database client stack (SQLAlchemy, asyncpg, aiosqlite)
+    rather than by code of ours that happens to run in a request."""
+    return any(part in frame.f_code.co_filename
+               for frame, _line in traceback.walk_tb(exc.__traceback__) for part in _DRIVER_PATHS)
 
 
 def is_unavailable(exc: BaseException) -> bool:
