@@ -82,16 +82,12 @@ class RateLimiter:
                 scheme_url, connect_timeout=deadline, stream_timeout=deadline)
         self._shared_down_until = 0.0  # monotonic; 0 while Redis answers
         self._probing = False
-        self.last_error: str | None = None
 
     @property
     def backend(self) -> Backend:
         if self.shared is None:
             return Backend.MEMORY
         return Backend.REDIS if self._shared_down_until == 0.0 else Backend.REDIS_UNAVAILABLE
-
-    def limit_of(self, budget: Budget) -> int:
-        return int(self.items[budget].amount)
 
     async def hit(self, key: str, budget: Budget = Budget.MANAGEMENT) -> Verdict:
         """Count one request of ``key`` against ``budget``."""
@@ -163,10 +159,8 @@ class RateLimiter:
             log.warning("rate_limit_backend_unavailable", error=repr(exc), deadline=self.deadline,
                         retry_in=self.cool_down)
         self._shared_down_until = time.monotonic() + self.cool_down
-        self.last_error = repr(exc)
 
     def _up(self) -> None:
         if self._shared_down_until:
             log.info("rate_limit_backend_recovered")
             self._shared_down_until = 0.0
-            self.last_error = None
