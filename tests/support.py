@@ -123,7 +123,10 @@ class ServerProcess:
         self.command = command
         self.port = port or free_port()
         self.log_path = log_dir / f"{command}-{self.port}.log"
-        self.env = {**os.environ, "MAILHOOKS_DATABASE_URL": db_url, **(env or {})}
+        # Tests send wrong keys on purpose, all from 127.0.0.1: the failed-sign-in throttle stays out of
+        # their way unless a test sets it (tests/test_ratelimit.py does).
+        self.env = {**os.environ, "MAILHOOKS_DATABASE_URL": db_url, "MAILHOOKS_AUTH_FAILURE_LIMIT": "1000000/minute",
+                    **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

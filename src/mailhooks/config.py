@@ -37,6 +37,9 @@ class Settings:
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     delivery_timeout: float = 10.0
     rate_limit: str = "300/minute"
+    ingest_rate_limit: str = "5000/second"
+    auth_failure_limit: str = "30/minute"
+    database_timeout: float = 30.0
     retention_days: float = 30.0
     bootstrap_user: str = "admin"
     bootstrap_domain: str = "example.test"
@@ -62,6 +65,9 @@ class Settings:
             retry_schedule=_schedule(get("MAILHOOKS_RETRY_SCHEDULE")),
             delivery_timeout=float(get("MAILHOOKS_DELIVERY_TIMEOUT") or 10.0),
             rate_limit=get("MAILHOOKS_RATE_LIMIT") or cls.rate_limit,
+            ingest_rate_limit=get("MAILHOOKS_INGEST_RATE_LIMIT") or cls.ingest_rate_limit,
+            auth_failure_limit=get("MAILHOOKS_AUTH_FAILURE_LIMIT") or cls.auth_failure_limit,
+            database_timeout=float(get("MAILHOOKS_DATABASE_TIMEOUT") or 30.0),
             retention_days=float(get("MAILHOOKS_RETENTION_DAYS") or 30.0),
             bootstrap_user=get("MAILHOOKS_BOOTSTRAP_USER") or cls.bootstrap_user,
             bootstrap_domain=get("MAILHOOKS_BOOTSTRAP_DOMAIN") or cls.bootstrap_domain,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,7 +19,7 @@ from mailhooks.api import kirim, mailgun, native, ui
 from mailhooks.api.auth import RateLimited, Unauthorized
 from mailhooks.api.bodies import BodyLimit
 from mailhooks.api.docs import install_docs
-from mailhooks.api.ratelimit import RateLimiter
+from mailhooks.api.ratelimit import Budget, RateLimiter
 from mailhooks.api.responses import (
     KIRIM_DOMAIN_NOT_FOUND,
     KIRIM_SERVER_ERROR,
@@ -35,6 +36,7 @@ from mailhooks.config import Settings
 from mailhooks.core.errors import Conflict, CoreError, NotFound, ValidationFailed
 from mailhooks.core.targets import TargetPolicy
 from mailhooks.core.webhooks import Subscriptions
+from mailhooks.db import engine as database
 from mailhooks.db.store import Store
 
 log = structlog.get_logger(__name__)
@@ -95,6 +97,32 @@ async def _request_validation(request: Request, exc: Exception) -> Response:
     return validation_error(path, errors, KIRIM_VALIDATION_FAILED if dialect_for(path) == "kirim" else None)
 
 
+# Seconds a client is asked to wait while the database cannot be reached: long enough not to hammer a
+# database coming back up, short enough that an ingest client's backlog stays small.
+DATABASE_RETRY_AFTER = 5
+_unavailable_logged = [0.0]  # when the last "database unavailable" line was logged (one per second)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """A connection-level database error is a 503 with ``Retry-After`` in the caller's dialect (a page on
+    the dashboard); any other error of these types goes on, to be answered as unexpected (500)."""
+    if not database.is_unavailable(exc):
+        raise exc
+    now = time.monotonic()
+    if now - _unavailable_logged[0] >= 1.0:
+        _unavailable_logged[0] = now
+        log.warning("database_unavailable", path=request.url.path, error=repr(exc)[:300])
+    path = request.url.path
+    headers = {"Retry-After": str(DATABASE_RETRY_AFTER)}
+    message = "The service is temporarily unavailable (its database cannot be reached). Try again shortly."
+    if ui.is_ui_path(path):
+        page = ui.render(request, "error.html", status=503, status_code=503,
+                         message="The database cannot be reached right now. Try again in a few seconds.")
+        page.headers.update(headers)
+        return page
+    return error_response(path, 503, message, headers=headers)
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
     return error_response(request.url.path, 500, "Internal server error", kirim_message=KIRIM_SERVER_ERROR)
@@ -120,7 +148,8 @@ def build_services(settings: Settings) -> Services:
         store=store,
         policy=policy,
         subscriptions=Subscriptions(store, policy),
-        limiter=RateLimiter(settings.rate_limit, settings.redis_url),
+        limiter=RateLimiter({Budget.MANAGEMENT: settings.rate_limit, Budget.INGEST: settings.ingest_rate_limit,
+                             Budget.AUTH_FAILURES: settings.auth_failure_limit}, settings.redis_url),
     )
 
 
@@ -162,6 +191,8 @@ def create_app(settings: Settings | None = None, on_start: list[Hook] | None = N
     app.add_exception_handler(RateLimited, _html_under_ui(_rate_limited))
     app.add_exception_handler(StarletteHTTPException, _html_under_ui(_http_error))
     app.add_exception_handler(RequestValidationError, _html_under_ui(_request_validation))
+    for kind in database.ERROR_TYPES:
+        app.add_exception_handler(kind, _database_unavailable)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost of ours: every unexpected error is answered without dropping the connection.
     app.add_middleware(AnswerUnexpectedErrors, answer=_html_under_ui(_server_error))

@@ -2,6 +2,9 @@
 
 Mailgun: Basic ``api:KEY``. Kirim.Email: Basic ``USERNAME:KEY`` (the account's own username).
 Native: Basic ``api:KEY`` or ``Bearer KEY``.
+
+Wrong credentials are counted per client address; an address over its failure budget is refused
+(429) before its key is even looked at, so that keys cannot be guessed at line rate.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import binascii
 from fastapi import Depends
 from starlette.requests import Request
 
+from mailhooks.api.ratelimit import Budget
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import authenticate
 from mailhooks.core.models import Account
@@ -49,21 +53,42 @@ def credentials(request: Request) -> tuple[str | None, str] | None:
     return username, key
 
 
-async def _account(request: Request, svc: Services, dialect: str) -> Account:
+def client_address(request: Request) -> str:
+    """The peer as uvicorn reports it (``X-Forwarded-For`` is honoured from ``FORWARDED_ALLOW_IPS`` only,
+    127.0.0.1 by default: a reverse proxy on the same host)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def refuse_throttled_address(request: Request, svc: Services) -> None:
+    """429 for an address that used up its failed-sign-in budget; call before checking its key."""
+    verdict = await svc.limiter.peek(client_address(request), Budget.AUTH_FAILURES)
+    if not verdict.allowed:
+        raise RateLimited(verdict.retry_after, verdict.limit, verdict.remaining)
+
+
+async def count_failed_sign_in(request: Request, svc: Services) -> None:
+    await svc.limiter.hit(client_address(request), Budget.AUTH_FAILURES)
+
+
+def _fits_dialect(dialect: str, username: str | None) -> bool:
+    if dialect == "mailgun":
+        return username == "api"
+    if dialect == "native":
+        return username in (None, "api")
+    return username is not None  # kirim: the account's own username, checked below
+
+
+async def _account(request: Request, svc: Services, dialect: str, budget: Budget = Budget.MANAGEMENT) -> Account:
     creds = credentials(request)
     if creds is None:
         raise Unauthorized()
+    await refuse_throttled_address(request, svc)
     username, key = creds
-    if dialect == "mailgun" and username != "api":
-        raise Unauthorized()
-    if dialect == "native" and username not in (None, "api"):
-        raise Unauthorized()
-    if dialect == "kirim" and username is None:
-        raise Unauthorized()
-    account = await authenticate(svc.store, key)
+    account = await authenticate(svc.store, key) if _fits_dialect(dialect, username) else None
     if account is None or (dialect == "kirim" and username != account.username):
+        await count_failed_sign_in(request, svc)
         raise Unauthorized()
-    verdict = await svc.limiter.hit(account.guid)
+    verdict = await svc.limiter.hit(account.guid, budget)
     if not verdict.allowed:
         raise RateLimited(verdict.retry_after, verdict.limit, verdict.remaining)
     request.state.account = account
@@ -80,3 +105,8 @@ async def kirim_account(request: Request, svc: Services = Depends(services)) -> 
 
 async def native_account(request: Request, svc: Services = Depends(services)) -> Account:
     return await _account(request, svc, "native")
+
+
+async def ingest_account(request: Request, svc: Services = Depends(services)) -> Account:
+    """``POST /v1/events``: native credentials, counted against the ingest budget."""
+    return await _account(request, svc, "native", Budget.INGEST)

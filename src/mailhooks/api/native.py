@@ -4,6 +4,7 @@ Thin: validation and rules live in ``core.events`` / ``core.retry``, SQL in ``db
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Literal
 
@@ -11,11 +12,11 @@ import orjson
 import structlog
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailhooks.api.auth import native_account
+from mailhooks.api.auth import ingest_account, native_account
 from mailhooks.api.responses import JSON, openapi_json
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import whsec
@@ -67,6 +68,9 @@ async def healthz(svc: Services = Depends(services)) -> Response:
     except Exception as exc:  # report, don't crash: this endpoint exists to say what is broken
         checks["database"] = f"error: {type(exc).__name__}"
         healthy = False
+    # Reported, not a reason for 503: without Redis every request is still served (each process counts
+    # its own budget), so taking this instance out of rotation would only make things worse.
+    checks["rate_limit"] = (await svc.limiter.check()).value
     dispatcher = svc.extras.get("dispatcher")
     if dispatcher is not None:
         problem = dispatcher.health_problem()
@@ -208,7 +212,7 @@ async def _domain_id(svc: Services, account: Account, name: str | None) -> int |
                  "oneOf": [{"$ref": "#/components/schemas/EventIn"},
                            {"type": "array", "minItems": 1, "maxItems": 1000,
                             "items": {"$ref": "#/components/schemas/EventIn"}}]}}}}})
-async def ingest_events(request: Request, account: Account = Depends(native_account),
+async def ingest_events(request: Request, account: Account = Depends(ingest_account),
                         svc: Services = Depends(services)) -> Response:
     """Accept one event or an array of up to 1000; idempotent on ``id`` per domain."""
     raw = await request.body()
@@ -325,15 +329,60 @@ def _wake(svc: Services) -> None:
         dispatcher.wake()
 
 
+# /metrics is anonymous and scraped by anyone who can reach it: counting the due queue (a scan of every
+# due row) on each scrape would let a tight scrape loop load the database. The count is shared: taken at
+# most once per QUEUE_FIGURES_MAX_AGE, by one scrape at a time, the others serving the last figure.
+QUEUE_FIGURES_MAX_AGE = 5.0
+QUEUE_COUNT_DEADLINE = 10.0
+QUEUE_FIGURES_AGE = Gauge("mailhooks_queue_figures_age_seconds",
+                          "Age of the due-queue figures served (they are counted at most every few seconds).")
+QUEUE_COUNTS = Counter("mailhooks_queue_counts", "Times this process counted the due queue for /metrics.")
+
+
+class QueueFigures:
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.due = 0
+        self.oldest: float | None = None  # epoch seconds of the oldest due delivery
+        self.counted_at = 0.0  # monotonic; 0 until the first count
+        self.tried_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def _fresh(self) -> bool:
+        return time.monotonic() - self.tried_at < QUEUE_FIGURES_MAX_AGE
+
+    async def refresh(self) -> None:
+        if self._fresh() or (self._lock.locked() and self.counted_at):
+            return  # recent enough, or another scrape is counting: serve what we have
+        async with self._lock:
+            if self._fresh():
+                return
+            try:
+                async with asyncio.timeout(QUEUE_COUNT_DEADLINE):
+                    self.due, self.oldest = await self.outbox.queue_stats()
+            except Exception as exc:  # still serve the process counters and the last figures
+                log.warning("metrics_queue_stats_failed", error=repr(exc))
+            else:
+                self.counted_at = time.monotonic()
+                QUEUE_COUNTS.inc()
+            finally:
+                self.tried_at = time.monotonic()  # a failing count is not retried by every scrape either
+
+    def export(self) -> None:
+        metrics.DUE_BACKLOG.set(self.due)
+        metrics.OLDEST_DUE_AGE.set(max(0.0, time.time() - self.oldest) if self.oldest is not None else 0.0)
+        QUEUE_FIGURES_AGE.set(time.monotonic() - self.counted_at if self.counted_at else 0.0)
+
+
 @router.get("/metrics", responses={200: {"description": "Prometheus text format",
                                          "content": {"text/plain": {"schema": {"type": "string"}}}}},
             openapi_extra={"security": []})
 async def prometheus_metrics(svc: Services = Depends(services)) -> Response:
-    """Delivery counters of this process and the queue gauges read from the database."""
-    try:
-        due, oldest = await _outbox(svc).queue_stats()
-        metrics.DUE_BACKLOG.set(due)
-        metrics.OLDEST_DUE_AGE.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
-    except Exception as exc:  # still serve the process counters
-        log.warning("metrics_queue_stats_failed", error=repr(exc))
+    """Delivery counters of this process and the queue gauges (counted in the database at most every
+    few seconds; ``mailhooks_queue_figures_age_seconds`` says how old they are)."""
+    figures = svc.extras.get("queue_figures")
+    if figures is None:
+        figures = svc.extras["queue_figures"] = QueueFigures(_outbox(svc))
+    await figures.refresh()
+    figures.export()
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

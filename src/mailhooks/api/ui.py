@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from mailhooks.api.auth import RateLimited, Unauthorized
+from mailhooks.api.auth import RateLimited, Unauthorized, count_failed_sign_in, refuse_throttled_address
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import (
     KEY_PREFIX_LENGTH,
@@ -416,8 +416,10 @@ async def login(request: Request, svc: Services = Depends(services)) -> Response
     if not is_ui_path(next_url.split("?", 1)[0]) or "//" in next_url or "\\" in next_url:
         next_url = PREFIX
     key = _field(form, "api_key")
+    await refuse_throttled_address(request, svc)
     account = await authenticate(svc.store, key)
     if account is None:
+        await count_failed_sign_in(request, svc)
         new_nonce = secrets.token_urlsafe(18)
         response = render(request, "login.html", status=401, login_token=_mac(svc, "login", new_nonce.encode()),
                           next=next_url, error="That API key is not valid (or it was revoked).")

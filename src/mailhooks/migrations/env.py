@@ -21,7 +21,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _main() -> None:
-    engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", statement_timeout=None)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()
