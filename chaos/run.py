@@ -87,11 +87,55 @@ async def resolver_outage(world: World, flow: Flow) -> str:
     return f"resolver silent for the first {world.fault_at + world.fault_for:g} s"
 
 
+async def postgres_restart(world: World, flow: Flow) -> str:
+    """PostgreSQL stops as if it crashed (``pg_ctl stop -m immediate``) under ingest and delivery, with
+    the API and two workers each on their own, and starts again."""
+    await world.api_and_workers(2)
+    await flow.run_for(world.fault_at)
+    await asyncio.to_thread(world.cluster.stop, "immediate")
+    await flow.run_for(world.fault_for)
+    await asyncio.to_thread(world.cluster.start)
+    await flow.run_for(world.after)
+    return f"PostgreSQL killed (immediate stop) for {world.fault_for:g} s"
+
+
+async def postgres_hang(world: World, flow: Flow) -> str:
+    """PostgreSQL stops answering (every server process frozen with SIGSTOP): connections stay open and
+    nothing comes back; requests get their deadline (``MAILHOOKS_DATABASE_TIMEOUT``), not forever."""
+    world.env_extra["MAILHOOKS_DATABASE_TIMEOUT"] = "2"
+    await world.serve()
+    await flow.run_for(world.fault_at)
+    world.cluster.freeze()
+    await flow.run_for(world.fault_for)
+    world.cluster.thaw()
+    await flow.run_for(world.after)
+    return f"PostgreSQL frozen (SIGSTOP) for {world.fault_for:g} s, database timeout 2 s"
+
+
+async def redis_freeze(world: World, flow: Flow) -> str:
+    """The Redis that holds the shared rate budget is frozen with SIGSTOP: the limiter fails open."""
+    from tests.faults.redis import RedisServer
+
+    redis = await asyncio.to_thread(RedisServer().start)
+    world.on_exit(redis.stop)
+    world.env_extra["MAILHOOKS_REDIS_URL"] = redis.url
+    await world.serve()
+    await flow.run_for(world.fault_at)
+    redis.freeze()
+    await flow.run_for(world.fault_for)
+    redis.thaw()
+    await flow.run_for(world.after)
+    return f"Redis frozen (SIGSTOP) for {world.fault_for:g} s"
+
+
 SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "receiver-outage": ("sqlite", receiver_outage),
     "worker-crash": ("postgresql", worker_crash),
     "hostile-neighbour": ("postgresql", hostile_neighbour),
     "resolver-outage": ("sqlite", resolver_outage),
+    "redis-freeze": ("sqlite", redis_freeze),
+    "postgres-restart": ("own postgresql", postgres_restart),
+    "postgres-hang": ("own postgresql", postgres_hang),
 }
 
 

@@ -125,7 +125,7 @@ class World:
     """One scenario's database, account, domain, webhook, receiver and ``mailhooks`` processes."""
 
     name: str
-    backend: str  # "sqlite" | "postgresql"
+    backend: str  # "sqlite" | "postgresql" (the shared server) | "own postgresql" (a cluster of its own)
     rate: float = 100.0
     phase: float = 5.0
     lease_seconds: float = 5.0
@@ -140,6 +140,7 @@ class World:
     workers: list[str] = field(default_factory=list)
     argv_prefix: list[str] = field(default_factory=list)  # e.g. a private namespace with our own resolver
     hook_host: str = "127.0.0.1"  # the host name in the webhook's URL
+    cluster: Any = None  # tests.faults.pgcluster.PgCluster, for "own postgresql"
     _pg_name: str | None = None
     _on_exit: list[Callable[[], object]] = field(default_factory=list)
 
@@ -174,6 +175,12 @@ class World:
     async def __aenter__(self) -> World:
         if self.backend == "sqlite":
             self.db_url = f"sqlite:///{self.tmp / 'chaos.db'}"
+        elif self.backend == "own postgresql":
+            from tests.faults.pgcluster import PgCluster
+
+            self.cluster = await asyncio.to_thread(PgCluster().start)
+            self.on_exit(self.cluster.destroy)
+            self.db_url = await asyncio.to_thread(self.cluster.create_database, "chaos")
         else:
             self._pg_name = f"mailhooks_chaos_{uuid.uuid4().hex[:8]}"
             await _pg_admin(f'CREATE DATABASE "{self._pg_name}"')
