@@ -10,6 +10,7 @@ every claimed delivery was sent again each lease period.
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections import Counter
@@ -25,8 +26,9 @@ from mailhooks.core.events import Intake
 from mailhooks.core.models import NewWebhook
 from mailhooks.core.storable import storable_text
 from mailhooks.core.targets import TargetPolicy
+from mailhooks.db.engine import is_unavailable
 from mailhooks.db.migrate import upgrade_async
-from mailhooks.db.outbox import UNSTORABLE_NOTE, Outbox, Outcome, database_unreachable
+from mailhooks.db.outbox import UNSTORABLE_NOTE, Outbox, Outcome
 from mailhooks.db.store import Store
 from mailhooks.worker.dispatcher import Dispatcher
 from tests.conftest import BACKENDS, own_database
@@ -73,22 +75,29 @@ def test_storable_text() -> None:
     assert time.perf_counter() - started < 0.5
 
 
-def test_connection_level_errors_are_told_from_data_errors() -> None:
+async def test_connection_level_errors_are_told_from_data_errors() -> None:
     import sqlite3
 
     import asyncpg
     from sqlalchemy import exc as sa_exc
 
-    for unreachable in (ConnectionRefusedError(), TimeoutError(), asyncpg.ConnectionDoesNotExistError("gone"),
+    with socket.socket() as sock:  # a port nobody listens on: a real refusal, raised inside the driver
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    with pytest.raises(OSError) as refusal:
+        await asyncpg.connect(host="127.0.0.1", port=closed_port, user="postgres", timeout=5)
+    for unreachable in (refusal.value, asyncpg.ConnectionDoesNotExistError("gone"),
+                        asyncpg.exceptions.DeadlockDetectedError("deadlock"), sa_exc.TimeoutError("pool"),
                         asyncpg.exceptions.AdminShutdownError("shutdown"), sqlite3.OperationalError("locked"),
                         sa_exc.OperationalError("stmt", {}, sqlite3.OperationalError("disk I/O error"))):
-        assert database_unreachable(unreachable), unreachable
+        assert is_unavailable(unreachable), unreachable
     wrapped = asyncpg.exceptions.DataError("invalid input")
     wrapped.__cause__ = UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed")
     for refused in (asyncpg.exceptions.CharacterNotInRepertoireError("0x00"), wrapped,
                     asyncpg.exceptions.ForeignKeyViolationError("fk"), sqlite3.IntegrityError("FOREIGN KEY"),
-                    sa_exc.DBAPIError("stmt", {}, wrapped), UnicodeEncodeError("utf-8", "x", 0, 1, "no")):
-        assert not database_unreachable(refused), refused
+                    sa_exc.DBAPIError("stmt", {}, wrapped), UnicodeEncodeError("utf-8", "x", 0, 1, "no"),
+                    ConnectionRefusedError(), sqlite3.OperationalError("no such table: deliveries")):
+        assert not is_unavailable(refused), refused
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

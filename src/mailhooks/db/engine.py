@@ -86,13 +86,21 @@ def create_engine(url: str, statement_timeout: float | None | Literal["configure
     return engine
 
 
-# Server-side conditions that mean "not now" rather than "this request is wrong": shutdown in
-# progress, starting up or in recovery, out of connections, a statement cut off by a timeout.
+# Server-side conditions that mean "not now" rather than "this request (or this row) is wrong": the
+# connection is gone, shutdown or recovery in progress, out of connections or resources, a statement cut
+# off by a timeout, a deadlock or serialization failure, a lock not available, a read-only standby
+# during failover. The same write may pass when tried again later.
 _PG_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # SQLSTATE class 08
-    asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError, asyncpg.QueryCanceledError, asyncpg.ConnectionDoesNotExistError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutdown, starting up, statement cancelled (class 57)
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk or memory full (class 53)
+    asyncpg.exceptions.TransactionRollbackError,  # deadlock, serialization failure (class 40)
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
+# SQLite's OperationalError covers both "busy now" and "no such table": only the former are "not now".
+_SQLITE_UNAVAILABLE = ("locked", "busy", "disk i/o error", "readonly", "database or disk is full", "unable to open")
 # The exception classes under which such an error can reach the API (for its exception handlers).
 ERROR_TYPES: tuple[type[Exception], ...] = (
     sa_exc.DBAPIError, sa_exc.TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
@@ -124,7 +132,11 @@ def _raised_by_driver(exc: BaseException) -> bool:
 def is_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` means the database cannot be reached or cannot serve right now (connection
     refused, reset or closed, a deadline passed, shutdown or recovery in progress, SQLite locked),
-    rather than a fault of the request or of our code."""
+    rather than a fault of the request, of the data or of our code.
+
+    One rule for every caller: the API answers these with 503 instead of 500; the dispatcher's result
+    writer retries the whole batch later instead of splitting it in search of a row the database refuses.
+    """
     for cause in _causes(exc):
         if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
             return True
@@ -136,6 +148,7 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(cause, asyncpg.InterfaceError) and "connection is closed" in str(cause):
             return True
-        if isinstance(cause, sqlite3.OperationalError) and "database is locked" in str(cause):
+        if isinstance(cause, sqlite3.OperationalError) and any(
+                part in str(cause).lower() for part in _SQLITE_UNAVAILABLE):
             return True
     return False

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -33,7 +32,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, text, update
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -98,41 +96,6 @@ class Outcome:
 
 
 UNSTORABLE_NOTE = "the database refused this result's text (response excerpt and error dropped)"
-
-
-@functools.cache
-def _unreachable_types() -> tuple[type[BaseException], ...]:
-    import sqlite3
-
-    import asyncpg
-    from asyncpg import exceptions as pg
-
-    return (
-        OSError,  # refused, reset, unreachable, timed out (TimeoutError is an OSError)
-        asyncpg.PostgresConnectionError, asyncpg.InterfaceError,  # lost or unusable connection
-        pg.OperatorInterventionError,  # shutting down, starting up, statement cancelled
-        pg.InsufficientResourcesError,  # too many connections, disk or memory full
-        pg.TransactionRollbackError,  # serialization failure, deadlock: the same write may pass next time
-        pg.ObjectNotInPrerequisiteStateError,  # lock not available
-        pg.ReadOnlySQLTransactionError,  # a standby during failover
-        sqlite3.OperationalError,  # locked, busy, I/O error, read-only, full
-        sa_exc.DisconnectionError, sa_exc.TimeoutError,  # the pool's own
-    )
-
-
-def database_unreachable(exc: BaseException) -> bool:
-    """Whether a failed write failed because of the database or the way to it (retry it whole, later),
-    rather than because of the data in it (a row the database refuses: the same write fails again)."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # the driver's error, SQLAlchemy's wrapper around it, the encoding error inside
-        if seen is None:
-            break
-        if isinstance(seen, _unreachable_types()):
-            return True
-        if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
 
 
 def _claim_columns() -> str:

@@ -47,7 +47,8 @@ from mailhooks.core.payloads import PreparedEvent
 from mailhooks.core.retry import FAILED, PENDING, REJECTED, SUCCEEDED, FailureKind, decide
 from mailhooks.core.storable import storable_text
 from mailhooks.core.targets import TargetPolicy
-from mailhooks.db.outbox import NOTIFY_CHANNEL, Claimed, Outbox, Outcome, database_unreachable
+from mailhooks.db.engine import is_unavailable
+from mailhooks.db.outbox import NOTIFY_CHANNEL, Claimed, Outbox, Outcome
 from mailhooks.db.store import Store
 from mailhooks.worker import metrics
 from mailhooks.worker.sender import Sender, SendResult
@@ -417,7 +418,7 @@ class Dispatcher:
             await self.outbox.record(self.owner, outcomes, releases, disable_after)
             return
         except Exception as exc:
-            if database_unreachable(exc):
+            if is_unavailable(exc):
                 self._put_back(outcomes, releases)
                 raise
             log.warning("record_refused_splitting", rows=len(outcomes), error=repr(exc)[:300])
@@ -436,7 +437,7 @@ class Dispatcher:
                 try:
                     await self.outbox.record(self.owner, (), releases)
                 except Exception as exc:
-                    if database_unreachable(exc):
+                    if is_unavailable(exc):
                         raise
                     log.error("release_failed", rows=len(releases), error=repr(exc)[:300])  # leases run out
                 releases = []
@@ -445,7 +446,7 @@ class Dispatcher:
                 try:
                     await self.outbox.record(self.owner, chunk, (), disable_after)
                 except Exception as exc:
-                    if database_unreachable(exc):
+                    if is_unavailable(exc):
                         raise
                     if len(chunk) > 1:
                         chunks.popleft()
@@ -466,7 +467,7 @@ class Dispatcher:
             await self.outbox.record(self.owner, [outcome.without_outside_text()], (),
                                      self.settings.disable_after_seconds)
         except Exception as exc:
-            if database_unreachable(exc):
+            if is_unavailable(exc):
                 raise
             metrics.REFUSED_RESULTS.labels("dropped").inc()
             log.error("delivery_result_dropped", delivery=outcome.delivery_id, refusal=repr(refusal)[:300],
