@@ -22,13 +22,14 @@ import pytest
 
 from mailhooks.config import Settings
 from mailhooks.core import accounts
+from mailhooks.core.deliveries import UNSTORABLE_NOTE, Outcome
 from mailhooks.core.events import Intake
 from mailhooks.core.models import NewWebhook
 from mailhooks.core.storable import storable_text
 from mailhooks.core.targets import TargetPolicy
 from mailhooks.db.engine import is_unavailable
 from mailhooks.db.migrate import upgrade_async
-from mailhooks.db.outbox import UNSTORABLE_NOTE, Outbox, Outcome
+from mailhooks.db.outbox import Outbox
 from mailhooks.db.store import Store
 from mailhooks.worker.dispatcher import Dispatcher
 from tests.conftest import BACKENDS, own_database

@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from mailhooks.core import accounts
+from mailhooks.core.deliveries import Outcome
 from mailhooks.core.events import Intake
 from mailhooks.core.models import Account, Domain, NewWebhook, Webhook
 from mailhooks.db.migrate import upgrade_async
-from mailhooks.db.outbox import Outbox, Outcome
+from mailhooks.db.outbox import Outbox
 from mailhooks.db.store import Store
 from tests.conftest import own_database
 

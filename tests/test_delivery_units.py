@@ -6,15 +6,12 @@ import random
 
 import pytest
 
+from mailhooks.core.deliveries import DeliveryStatus
 from mailhooks.core.errors import ValidationFailed
 from mailhooks.core.events import parse_events, targets_for
 from mailhooks.core.models import Webhook
 from mailhooks.core.payloads import kirim_signature
 from mailhooks.core.retry import (
-    FAILED,
-    PENDING,
-    REJECTED,
-    SUCCEEDED,
     FailureKind,
     decide,
     parse_retry_after,
@@ -37,38 +34,41 @@ def _decide(code: int | None, n: int = 1, **kw: object) -> object:
 
 @pytest.mark.parametrize("code", [200, 201, 204, 299])
 def test_2xx_succeeds(code: int) -> None:
-    assert decide(attempt_number=1, status_code=code, error=None, now=0, schedule=SCHEDULE).status == SUCCEEDED
+    done = decide(attempt_number=1, status_code=code, error=None, now=0, schedule=SCHEDULE)
+    assert done.status == DeliveryStatus.SUCCEEDED
 
 
 def test_406_rejects_and_410_disables() -> None:
-    assert decide(attempt_number=1, status_code=406, error=None, now=0, schedule=SCHEDULE).status == REJECTED
+    rejected = decide(attempt_number=1, status_code=406, error=None, now=0, schedule=SCHEDULE)
+    assert rejected.status == DeliveryStatus.REJECTED
     gone = decide(attempt_number=1, status_code=410, error=None, now=0, schedule=SCHEDULE)
-    assert gone.status == REJECTED and gone.disable_reason
+    assert gone.status == DeliveryStatus.REJECTED and gone.disable_reason
 
 
 @pytest.mark.parametrize("code", [None, 301, 400, 404, 429, 500, 503])
 def test_everything_else_retries_on_the_schedule_with_jitter(code: int | None) -> None:
     for n, base in enumerate(SCHEDULE, start=1):
         d = decide(attempt_number=n, status_code=code, error=None, now=1000.0, schedule=SCHEDULE)
-        assert d.status == PENDING and d.next_attempt_at is not None
+        assert d.status == DeliveryStatus.PENDING and d.next_attempt_at is not None
         assert base * 0.8 <= d.next_attempt_at - 1000.0 <= base * 1.2
-    assert decide(attempt_number=7, status_code=code, error=None, now=0, schedule=SCHEDULE).status == FAILED
+    last = decide(attempt_number=7, status_code=code, error=None, now=0, schedule=SCHEDULE)
+    assert last.status == DeliveryStatus.FAILED
 
 
 @pytest.mark.parametrize("failure", [FailureKind.REFUSED, FailureKind.INVALID_URL])
 def test_refused_target_or_unsendable_url_fails_at_once(failure: FailureKind) -> None:
     d = decide(attempt_number=1, status_code=None, error="refused: private", now=0, schedule=SCHEDULE,
                failure=failure)
-    assert d.status == FAILED
+    assert d.status == DeliveryStatus.FAILED
 
 
 @pytest.mark.parametrize("failure", [FailureKind.UNRESOLVABLE, FailureKind.TIMEOUT, FailureKind.CONNECTION,
                                      FailureKind.PROTOCOL])
 def test_dns_and_network_failures_follow_the_schedule(failure: FailureKind) -> None:
     d = decide(attempt_number=1, status_code=None, error="dns: no answer", now=0, schedule=SCHEDULE, failure=failure)
-    assert d.status == PENDING and d.next_attempt_at is not None
+    assert d.status == DeliveryStatus.PENDING and d.next_attempt_at is not None
     assert decide(attempt_number=7, status_code=None, error="x", now=0, schedule=SCHEDULE,
-                  failure=failure).status == FAILED
+                  failure=failure).status == DeliveryStatus.FAILED
 
 
 def test_retry_after_is_honoured_within_bounds() -> None:

@@ -20,13 +20,13 @@ from mailhooks.api.auth import ingest_account, native_account
 from mailhooks.api.responses import JSON, openapi_json
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import whsec
+from mailhooks.core.deliveries import DeliveryStatus
 from mailhooks.core.errors import Conflict, NotFound, ValidationFailed
 from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES
 from mailhooks.core.events import ID_PATTERN, MAX_ID_LENGTH, MAX_STRING, MAX_TIMESTAMP, Intake
 from mailhooks.core.message_ids import message_id
 from mailhooks.core.models import Account
 from mailhooks.core.nesting import TOO_DEEP, is_recursion_error
-from mailhooks.core.retry import STATUSES
 from mailhooks.db.outbox import Outbox
 from mailhooks.worker import metrics
 
@@ -103,7 +103,7 @@ _DELIVERY_PROPS: dict[str, Any] = {
     "webhook": {"type": "string", "description": "guid of the subscription (webhook row)"},
     "url": {"type": "string"},
     "payload_format": {"type": "string", "enum": ["mailgun", "kirim"]},
-    "status": {"type": "string", "enum": list(STATUSES)},
+    "status": {"type": "string", "enum": list(tuple(DeliveryStatus))},
     "attempt_count": {"type": "integer"},
     "next_attempt_at": {**NULLABLE_NUMBER, "description": "epoch seconds; for a delivery in flight, its lease expiry"},
     "last_status_code": NULLABLE_INT,

@@ -51,10 +51,10 @@ from mailhooks.core.accounts import (
     rotate_signing_key,
     whsec,
 )
+from mailhooks.core.deliveries import DeliveryStatus
 from mailhooks.core.errors import CoreError, NotFound, ValidationFailed
 from mailhooks.core.event_types import CANONICAL, MAILGUN_TYPES
 from mailhooks.core.models import Account, Domain, Webhook
-from mailhooks.core.retry import DELIVERING, STATUSES
 from mailhooks.db.dashboard import Dashboard, DeliveryFilter
 from mailhooks.db.outbox import Outbox
 from mailhooks.db.sessions import UiSessions
@@ -732,7 +732,7 @@ async def deliveries(request: Request, session: Session = Depends(current_sessio
         raise NotFound("Webhook not found", what="webhook")
     flt = DeliveryFilter(
         domain_id=domain.id if domain else None,
-        status=status if status in STATUSES else None,
+        status=status if status in tuple(DeliveryStatus) else None,
         event_type=event_type if event_type in CANONICAL else None,
         webhook_guid=webhook or None,
         since=since, until=until,
@@ -746,7 +746,8 @@ async def deliveries(request: Request, session: Session = Depends(current_sessio
     domains, _ = await dash.domains_page(account.id, 0, 200)
     return render(
         request, "deliveries.html", session=session, nav="deliveries", page=page, filters=filters,
-        statuses=STATUSES, types=CANONICAL, domains=domains, webhooks=await dash.webhook_choices(account.id),
+        statuses=tuple(DeliveryStatus), types=CANONICAL, domains=domains,
+        webhooks=await dash.webhook_choices(account.id),
         newer_url=f"{PREFIX}/deliveries?{urlencode({**filters, 'after': page.newer})}" if page.newer else None,
         older_url=f"{PREFIX}/deliveries?{urlencode({**filters, 'before': page.older})}" if page.older else None,
         first_url=f"{PREFIX}/deliveries?{urlencode(filters)}", recover_since=_local(time.time() - 24 * 3600),
@@ -762,7 +763,7 @@ async def delivery_page(request: Request, delivery_id: int = PathParam(..., ge=1
         raise NotFound("Delivery not found", what="delivery")
     row, attempts, total = found
     return render(request, "delivery.html", session=session, nav="deliveries", d=row, attempts=attempts,
-                  pager=_pager(page, total, PAGE_SIZE), in_flight=row["status"] == DELIVERING)
+                  pager=_pager(page, total, PAGE_SIZE), in_flight=row["status"] == DeliveryStatus.DELIVERING)
 
 
 @router.post("/deliveries/{delivery_id}/retry")
@@ -773,7 +774,7 @@ async def retry_delivery(request: Request, delivery_id: int = PathParam(..., ge=
     if previous is None:
         raise NotFound("Delivery not found", what="delivery")
     to = f"{PREFIX}/deliveries/{delivery_id}"
-    if previous == DELIVERING:
+    if previous == DeliveryStatus.DELIVERING:
         return redirect(request, to, "This delivery is being attempted right now; try again in a moment.", "error")
     _wake(svc)
     return redirect(request, to, "Queued for another attempt now.")

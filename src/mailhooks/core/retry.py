@@ -24,14 +24,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-SUCCEEDED = "succeeded"
-PENDING = "pending"
-DELIVERING = "delivering"
-FAILED = "failed"
-REJECTED = "rejected"
-STATUSES = (PENDING, DELIVERING, SUCCEEDED, FAILED, REJECTED)
-FINISHED = (SUCCEEDED, FAILED, REJECTED)
-
+from mailhooks.core.deliveries import DeliveryStatus
 
 
 class FailureKind(enum.StrEnum):
@@ -56,14 +49,14 @@ MAX_RETRY_AFTER = 6 * 3600.0
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    status: str
+    status: DeliveryStatus
     next_attempt_at: float | None
     disable_reason: str | None = None  # set when this outcome disables the webhook
 
     @property
     def failure(self) -> bool:
         """The attempt did not succeed (counts towards the auto-disable window)."""
-        return self.status != SUCCEEDED
+        return self.status != DeliveryStatus.SUCCEEDED
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -102,21 +95,21 @@ def decide(
 ) -> Decision:
     """The delivery's next state after attempt ``attempt_number`` (1-based) ended like this."""
     if status_code is not None and 200 <= status_code < 300:
-        return Decision(SUCCEEDED, None)
+        return Decision(DeliveryStatus.SUCCEEDED, None)
     if status_code == 406:
-        return Decision(REJECTED, None)
+        return Decision(DeliveryStatus.REJECTED, None)
     if status_code == 410:
-        return Decision(REJECTED, None, disable_reason="410 Gone from the receiver")
+        return Decision(DeliveryStatus.REJECTED, None, disable_reason="410 Gone from the receiver")
     if failure is not None and failure.permanent:
-        return Decision(FAILED, None)
+        return Decision(DeliveryStatus.FAILED, None)
     if attempt_number > len(schedule):
-        return Decision(FAILED, None)
+        return Decision(DeliveryStatus.FAILED, None)
     delay = jittered(schedule[attempt_number - 1], rng)
     if status_code == 429:
         asked = parse_retry_after(retry_after, now)
         if asked is not None:
             delay = max(delay, min(asked, MAX_RETRY_AFTER))
-    return Decision(PENDING, now + delay)
+    return Decision(DeliveryStatus.PENDING, now + delay)
 
 
 def should_disable(failing_since: float | None, now: float, disable_after: float) -> bool:

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Integer, and_, case, cast, func, or_, select
 
+from mailhooks.core.deliveries import DeliveryStatus
 from mailhooks.core.models import ApiKey, Domain
-from mailhooks.core.retry import DELIVERING, PENDING
 from mailhooks.db import schema as t
 from mailhooks.db.store import Store
 
@@ -93,7 +93,7 @@ class Dashboard:
             for row in await conn.execute(
                 select(dv.c.domain_id, func.min(dv.c.created_at))
                 .where(dv.c.account_id == account_id, dv.c.domain_id.in_(domain_ids),
-                       dv.c.status.in_([PENDING, DELIVERING]))
+                       dv.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DELIVERING]))
                 .group_by(dv.c.domain_id)
             ):
                 oldest[row[0]] = float(row[1])

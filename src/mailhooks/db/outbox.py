@@ -28,7 +28,6 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, text, update
@@ -36,10 +35,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mailhooks.core.deliveries import FINISHED, Claimed, DeliveryStatus, Outcome
 from mailhooks.core.events import NewEvent, targets_for
 from mailhooks.core.message_ids import new_message_id_key
 from mailhooks.core.models import Webhook
-from mailhooks.core.retry import DELIVERING, FAILED, FINISHED, PENDING
 from mailhooks.db import schema as t
 from mailhooks.db.store import Store
 
@@ -50,52 +49,6 @@ GROUP_COMMIT_MAX = 5000  # events per combined ingest transaction
 IN_QUEUE = text("status IN ('pending', 'delivering')")
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """One claimed delivery with everything needed to send it."""
-
-    id: int
-    event_pk: int
-    webhook_id: int
-    attempts: int
-    lease_expires_at: float
-    event_id: str
-    event_type: str
-    payload: str
-    url: str
-    payload_format: str
-    webhook_deleted: bool
-    webhook_disabled_reason: str | None  # not None: the webhook is disabled
-    signing_key: str
-    domain_secret: str
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What to write back for one claimed delivery (with its attempt, if one was made)."""
-
-    delivery_id: int
-    webhook_id: int
-    status: str
-    next_attempt_at: float | None
-    attempts: int
-    attempt: dict[str, Any] | None  # attempts-table row, or None when nothing was sent
-    last_status_code: int | None
-    last_error: str | None
-    endpoint_failure: bool = False  # counts towards auto-disable
-    endpoint_success: bool = False  # clears the failing streak
-    disable_reason: str | None = None
-
-    def without_outside_text(self) -> Outcome:
-        """The same outcome with every text that came from outside (response excerpt, request headers,
-        error texts) replaced by a note: what is written for a row the database refused."""
-        attempt = self.attempt
-        if attempt is not None:
-            attempt = {**attempt, "response_excerpt": None, "request_headers": None, "error": UNSTORABLE_NOTE}
-        return replace(self, attempt=attempt, last_error=UNSTORABLE_NOTE if self.last_error is not None else None)
-
-
-UNSTORABLE_NOTE = "the database refused this result's text (response excerpt and error dropped)"
 
 
 def _claim_columns() -> str:
@@ -250,14 +203,15 @@ class Outbox:
                     disabled = target.disabled_reason is not None
                     rows.append({
                         "event_pk": pk, "webhook_id": target.webhook_id, "account_id": event.account_id,
-                        "domain_id": event.domain_id, "status": FAILED if disabled else PENDING, "attempts": 0,
+                        "domain_id": event.domain_id, "attempts": 0,
+                        "status": DeliveryStatus.FAILED if disabled else DeliveryStatus.PENDING,
                         "next_attempt_at": None if disabled else event.received_at,
                         "last_error": target.disabled_reason, "created_at": event.received_at,
                         "updated_at": event.received_at,
                     })
             if rows:
                 await conn.execute(insert(t.deliveries), rows)
-            if self.postgres and any(r["status"] == PENDING for r in rows):
+            if self.postgres and any(r["status"] == DeliveryStatus.PENDING for r in rows):
                 await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
         return new_flags
 
@@ -378,8 +332,9 @@ class Outbox:
                 ])
             if releases:
                 await conn.execute(
-                    update(d).where(d.c.id.in_(list(releases)), d.c.lease_owner == owner, d.c.status == DELIVERING)
-                    .values(status=PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None,
+                    update(d).where(d.c.id.in_(list(releases)), d.c.lease_owner == owner,
+                                    d.c.status == DeliveryStatus.DELIVERING)
+                    .values(status=DeliveryStatus.PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None,
                             updated_at=now)
                 )
             await self._webhook_health(conn, outcomes, now, disable_after)
@@ -430,8 +385,9 @@ class Outbox:
         d = t.deliveries
         async with self.store.write() as conn:
             result = await conn.execute(
-                update(d).where(d.c.lease_owner == owner, d.c.status == DELIVERING)
-                .values(status=PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None, updated_at=now)
+                update(d).where(d.c.lease_owner == owner, d.c.status == DeliveryStatus.DELIVERING)
+                .values(status=DeliveryStatus.PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None,
+                        updated_at=now)
             )
         return int(result.rowcount or 0)
 
@@ -538,9 +494,10 @@ class Outbox:
                    ).first()
             if row is None:
                 return None
-            if row.status != DELIVERING:
+            if row.status != DeliveryStatus.DELIVERING:
                 await conn.execute(update(d).where(d.c.id == delivery_id).values(
-                    status=PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None, updated_at=now))
+                    status=DeliveryStatus.PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None,
+                    updated_at=now))
                 if self.postgres:
                     await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
         return str(row.status)
@@ -551,9 +508,10 @@ class Outbox:
         now = time.time()
         async with self.store.write() as conn:
             result = await conn.execute(
-                update(d).where(d.c.account_id == account_id, d.c.domain_id == domain_id, d.c.status == FAILED,
+                update(d).where(d.c.account_id == account_id, d.c.domain_id == domain_id,
+                                d.c.status == DeliveryStatus.FAILED,
                                 d.c.created_at >= since)
-                .values(status=PENDING, next_attempt_at=now, updated_at=now))
+                .values(status=DeliveryStatus.PENDING, next_attempt_at=now, updated_at=now))
             if self.postgres and result.rowcount:
                 await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
         return int(result.rowcount or 0)

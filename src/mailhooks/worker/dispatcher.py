@@ -42,13 +42,14 @@ from sqlalchemy.engine import make_url
 
 from mailhooks.api.state import Services
 from mailhooks.config import Settings
+from mailhooks.core.deliveries import Claimed, DeliveryStatus, Outcome
 from mailhooks.core.message_ids import message_id
 from mailhooks.core.payloads import PreparedEvent
-from mailhooks.core.retry import FAILED, PENDING, REJECTED, SUCCEEDED, FailureKind, decide
+from mailhooks.core.retry import FailureKind, decide
 from mailhooks.core.storable import storable_text
 from mailhooks.core.targets import TargetPolicy
 from mailhooks.db.engine import is_unavailable
-from mailhooks.db.outbox import NOTIFY_CHANNEL, Claimed, Outbox, Outcome
+from mailhooks.db.outbox import NOTIFY_CHANNEL, Outbox
 from mailhooks.db.store import Store
 from mailhooks.worker import metrics
 from mailhooks.worker.sender import Sender, SendResult
@@ -259,7 +260,8 @@ class Dispatcher:
         for job in batch:
             if job.webhook_deleted or job.webhook_disabled_reason is not None:
                 error = "webhook deleted" if job.webhook_deleted else f"webhook disabled: {job.webhook_disabled_reason}"
-                self._finish(Outcome(job.id, job.webhook_id, FAILED, None, job.attempts, None, None, error))
+                self._finish(Outcome(job.id, job.webhook_id, DeliveryStatus.FAILED, None, job.attempts, None, None,
+                                     error))
                 continue
             key = (job.event_pk, job.payload_format)
             if key not in prepared:
@@ -344,7 +346,7 @@ class Dispatcher:
                           now=time.time(), schedule=self.settings.retry_schedule, retry_after=result.retry_after,
                           failure=result.failure)
         metrics.ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
-        label = "retry" if decision.status == PENDING else decision.status
+        label = "retry" if decision.status == DeliveryStatus.PENDING else decision.status
         counter = _OUTCOME_COUNTERS.get(label)
         if counter is None:  # labels() takes a lock and builds a key on every call: keep the children
             counter = _OUTCOME_COUNTERS[label] = metrics.DELIVERIES.labels(label)
@@ -366,8 +368,8 @@ class Dispatcher:
             delivery_id=job.id, webhook_id=job.webhook_id, status=decision.status,
             next_attempt_at=decision.next_attempt_at, attempts=number, attempt=attempt,
             last_status_code=result.status_code, last_error=error,
-            endpoint_failure=decision.status not in (SUCCEEDED, REJECTED),
-            endpoint_success=decision.status in (SUCCEEDED, REJECTED),
+            endpoint_failure=decision.status not in (DeliveryStatus.SUCCEEDED, DeliveryStatus.REJECTED),
+            endpoint_success=decision.status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.REJECTED),
             disable_reason=decision.disable_reason,
         )
 
