@@ -1,5 +1,6 @@
-"""Shared fixtures: real databases (SQLite file and a throwaway PostgreSQL database per run) and real
-``mailhooks`` server processes on 127.0.0.1.
+"""Shared fixtures: real databases (SQLite file and a throwaway PostgreSQL database per run), the real app
+in this process (``in_process``: shapes and validation, no socket) and real ``mailhooks`` server processes
+on 127.0.0.1 (``server``: what needs a dispatcher, a socket or a process of its own).
 
 PostgreSQL tests run when 127.0.0.1:5432 answers; under ``CI=true`` a missing server fails them.
 """
@@ -13,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from mailhooks.config import Settings
+from mailhooks.db.migrate import upgrade
+from tests.in_process import InProcessApp
 from tests.support import (
     Provisioner,
     Receiver,
@@ -77,10 +81,32 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def db_url(request: pytest.FixtureRequest) -> str:
-    """Every storage test runs on both backends."""
-    if request.param == "sqlite":
-        return request.getfixturevalue("sqlite_url")  # type: ignore[no-any-return]
-    return request.getfixturevalue("pg_url")  # type: ignore[no-any-return]
+    """Every storage test runs on both backends: the run's database of that backend, migrated."""
+    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    upgrade(url)
+    return url
+
+
+# The settings every test app runs with: the test receivers are local, and tests send many requests and
+# wrong keys on purpose from one address (tests/test_ratelimit.py sets its own budgets).
+RELAXED_LIMITS = {"rate_limit": "100000/minute", "auth_failure_limit": "1000000/minute"}
+
+
+@pytest.fixture(scope="session")
+def in_process(db_url: str) -> Iterator[InProcessApp]:
+    """The real app (``create_app``) in this process on ``db_url``, private targets allowed; no dispatcher.
+    Reach it with ``in_process.client(...)``; a ``server`` on the same database makes the deliveries."""
+    app = InProcessApp(Settings(database_url=db_url, allow_private_targets=True, **RELAXED_LIMITS)).start()
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="session")
+def strict_in_process(db_url: str) -> Iterator[InProcessApp]:
+    """The real app in this process on ``db_url`` with private targets NOT allowed (the default)."""
+    app = InProcessApp(Settings(database_url=db_url, **RELAXED_LIMITS)).start()
+    yield app
+    app.stop()
 
 
 @pytest.fixture(scope="session")
@@ -97,8 +123,9 @@ def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
 
 
 @pytest.fixture(scope="session")
-def provision(db_url: str, server: ServerProcess) -> Provisioner:
-    """Creates accounts and domains straight in the server's database (the same code the CLI runs)."""
+def provision(db_url: str) -> Provisioner:
+    """Creates accounts and domains straight in ``db_url`` (the same code the CLI runs), the database of both
+    ``server`` and ``in_process``."""
     return Provisioner(db_url)
 
 
@@ -114,14 +141,3 @@ def receiver() -> Iterator[Receiver]:
     rcv = Receiver().start()
     yield rcv
     rcv.stop()
-
-
-@pytest.fixture(scope="module")
-def strict(db_url: str, server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """The API alone on the same database, with private targets NOT allowed (the default)."""
-    proc = ServerProcess(db_url, log_dir=tmp_path_factory.mktemp("strict"), command="api",
-                         env={"MAILHOOKS_ALLOW_PRIVATE_TARGETS": "0", "MAILHOOKS_ALLOWED_CIDRS": "",
-                              "MAILHOOKS_RATE_LIMIT": "100000/minute"})
-    proc.start(migrate=False)
-    yield proc
-    proc.stop()

@@ -1,9 +1,13 @@
-"""The Mailgun dialect over real HTTP against a real ``mailhooks serve`` (SQLite and PostgreSQL).
+"""The Mailgun dialect against the real app (SQLite and PostgreSQL).
 
 Every call of spec/mailgun.md §6.1 goes through the official ``mailgun`` PyPI SDK 1.10 unchanged and
 is checked byte for byte (compact JSON plus ``\\n``, ``application/json; charset=utf-8``). What the SDK
 cannot send (the real ``/v4`` paths, ``/v5/accounts/http_signing_key``, multipart bodies as mailgun.js
 sends them, the ``…/test`` endpoint, malformed requests) goes through raw httpx.
+
+The app runs in this process (``in_process``): the SDK's ``requests`` session gets a transport adapter
+that hands the app the very request the SDK prepared. One lifecycle runs against a real
+``mailhooks serve`` over a socket (``test_v3_lifecycle_with_the_sdk_on_a_real_server``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from mailgun.client import Client
 from mailgun.config import RetryPolicy
 from mailgun.security import SecurityGuard
 
+from tests.in_process import InProcessApp
 from tests.support import Provisioner, Receiver, ServerProcess, Tenant, free_port
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -51,8 +56,13 @@ def expect_forbidden(response: Any) -> None:
     assert response.content == b"Forbidden"
 
 
-def sdk(server: ServerProcess, key: str, user: str = "api") -> Client:
-    return Client(auth=(user, key), api_url=server.base_url, retry_policy=RetryPolicy(max_retries=0))
+def sdk(target: ServerProcess | InProcessApp, key: str, user: str = "api") -> Client:
+    """The official SDK pointed at a real server, or at the app in this process."""
+    client = Client(auth=(user, key), api_url=target.base_url, retry_policy=RetryPolicy(max_retries=0))
+    if isinstance(target, InProcessApp):
+        # The SDK takes no session or transport of its own: mount one on the session it built.
+        client._session.mount(target.base_url, target.requests_adapter())
+    return client
 
 
 def multipart(fields: list[tuple[str, str]]) -> list[tuple[str, tuple[None, str]]]:
@@ -61,19 +71,25 @@ def multipart(fields: list[tuple[str, str]]) -> list[tuple[str, tuple[None, str]
 
 
 @pytest.fixture()
-def mg(server: ServerProcess, tenant: Tenant) -> Iterator[Client]:
-    with sdk(server, tenant.api_key) as client:
+def mg(in_process: InProcessApp, tenant: Tenant) -> Iterator[Client]:
+    with sdk(in_process, tenant.api_key) as client:
         yield client
 
 
 @pytest.fixture()
-def http(server: ServerProcess, tenant: Tenant) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, auth=("api", tenant.api_key), timeout=30) as client:
+def http(in_process: InProcessApp, tenant: Tenant) -> Iterator[httpx.Client]:
+    with in_process.client(auth=("api", tenant.api_key)) as client:
         yield client
 
 
 # ---------------------------------------------------------------------------- v3 through the official SDK
-def test_v3_lifecycle_with_the_sdk(mg: Client, tenant: Tenant) -> None:
+def test_v3_lifecycle_with_the_sdk_on_a_real_server(server: ServerProcess, tenant: Tenant) -> None:
+    """The smoke over a real socket: the SDK against ``mailhooks serve``, as its users run it."""
+    with sdk(server, tenant.api_key) as mg:
+        v3_lifecycle(mg, tenant)
+
+
+def v3_lifecycle(mg: Client, tenant: Tenant) -> None:
     dom = tenant.domain
     expect(mg.domains_webhooks.get(domain=dom), 200, {"webhooks": {}})
 
@@ -138,7 +154,7 @@ def test_v3_urls_keep_the_order_the_client_gave(mg: Client, http: httpx.Client, 
     expect_map(http.post(f"/v4/domains/{dom}/webhooks", data={"url": B, "event_types": "clicked"}),
                {"clicked": [D, A, B]})
     # the Kirim view of the same rows is unchanged: one row per URL, listed by creation
-    kirim = httpx.get(f"{http.base_url}/api/domains/{dom}/webhooks", auth=(tenant.username, tenant.api_key))
+    kirim = http.get(f"/api/domains/{dom}/webhooks", auth=(tenant.username, tenant.api_key))
     assert kirim.status_code == 200, kirim.text
     assert [row["url"] for row in kirim.json()["data"]] == [A, D, B]
 
@@ -370,33 +386,39 @@ def test_sdk_cannot_reach_the_signing_key(mg: Client) -> None:
 
 
 # ---------------------------------------------------------------------------- authentication
-def test_bad_credentials_are_a_plain_forbidden(server: ServerProcess, tenant: Tenant) -> None:
+def test_bad_credentials_are_a_plain_forbidden(in_process: InProcessApp, tenant: Tenant) -> None:
     dom = tenant.domain
-    with sdk(server, "wrong-key") as bad:
+    with sdk(in_process, "wrong-key") as bad:
         expect_forbidden(bad.domains_webhooks.get(domain=dom))
         expect_forbidden(bad.domains_webhooks.create(domain=dom, data={"id": "clicked", "url": A}))
         expect_forbidden(bad.account_webhooks.get())
-    with sdk(server, tenant.api_key, user=tenant.username) as wrong_user:
+    with sdk(in_process, tenant.api_key, user=tenant.username) as wrong_user:
         expect_forbidden(wrong_user.domains_webhooks.get(domain=dom))
         expect_forbidden(wrong_user.account_webhooks.get())
-    base = server.base_url
+    with in_process.client() as anonymous:
+        check_forbidden_everywhere(anonymous, tenant)
+
+
+def check_forbidden_everywhere(anonymous: httpx.Client, tenant: Tenant) -> None:
+    dom = tenant.domain
     for method, path in [("GET", f"/v3/domains/{dom}/webhooks"), ("GET", f"/v3/domains/{dom}/webhooks/clicked"),
                          ("PUT", f"/v3/domains/{dom}/webhooks/clicked/test"), ("POST", f"/v4/domains/{dom}/webhooks"),
                          ("GET", "/v1/webhooks"), ("DELETE", "/v1/webhooks/x"),
                          ("GET", "/v5/accounts/http_signing_key"), ("POST", "/v5/accounts/http_signing_key")]:
-        expect_forbidden(httpx.request(method, base + path))
-        expect_forbidden(httpx.request(method, base + path, auth=("api", "")))
-        expect_forbidden(httpx.request(method, base + path, headers={"Authorization": f"Bearer {tenant.api_key}"}))
-        expect_forbidden(httpx.request(method, base + path, headers={"Authorization": "Basic !!not-base64"}))
-        expect_forbidden(httpx.request(method, base + path, auth=("API", tenant.api_key)))
+        expect_forbidden(anonymous.request(method, path))
+        expect_forbidden(anonymous.request(method, path, auth=("api", "")))
+        expect_forbidden(anonymous.request(method, path, headers={"Authorization": f"Bearer {tenant.api_key}"}))
+        expect_forbidden(anonymous.request(method, path, headers={"Authorization": "Basic !!not-base64"}))
+        expect_forbidden(anonymous.request(method, path, auth=("API", tenant.api_key)))
     # and the foreign or unknown domain is not even looked at before the key is
-    expect_forbidden(httpx.get(f"{base}/v3/domains/nowhere.example/webhooks"))
+    expect_forbidden(anonymous.get("/v3/domains/nowhere.example/webhooks"))
 
 
 # ---------------------------------------------------------------------------- the §8 error table
-def test_unknown_and_foreign_domains_are_not_found(mg: Client, http: httpx.Client, provision: Provisioner) -> None:
+def test_unknown_and_foreign_domains_are_not_found(mg: Client, http: httpx.Client, provision: Provisioner,
+                                                  in_process: InProcessApp) -> None:
     other = provision.tenant()
-    with httpx.Client(base_url=http.base_url, auth=("api", other.api_key)) as theirs:
+    with in_process.client(auth=("api", other.api_key)) as theirs:
         theirs.post(f"/v3/domains/{other.domain}/webhooks", data={"id": "clicked", "url": A})
     not_found = {"message": "Domain not found"}
     for dom in ("nowhere.example", other.domain, other.domain.upper()):
@@ -412,13 +434,14 @@ def test_unknown_and_foreign_domains_are_not_found(mg: Client, http: httpx.Clien
         expect(http.delete(f"/v4/domains/{dom}/webhooks", params={"url": A}), 404, not_found)
         expect(http.put(f"/v3/domains/{dom}/webhooks/clicked/test", data={"url": A}), 404, not_found)
     # the other account's webhook is untouched
-    with httpx.Client(base_url=http.base_url, auth=("api", other.api_key)) as theirs:
+    with in_process.client(auth=("api", other.api_key)) as theirs:
         expect(theirs.get(f"/v3/domains/{other.domain}/webhooks"), 200, {"webhooks": {"clicked": {"urls": [A]}}})
 
 
-def test_foreign_account_webhooks_are_not_found(mg: Client, server: ServerProcess, provision: Provisioner) -> None:
+def test_foreign_account_webhooks_are_not_found(mg: Client, in_process: InProcessApp,
+                                                provision: Provisioner) -> None:
     other = provision.tenant()
-    with sdk(server, other.api_key) as theirs:
+    with sdk(in_process, other.api_key) as theirs:
         their_id = theirs.account_webhooks.create(data={"url": A, "event_types": "opened"}).json()["webhook_id"]
         expect(mg.account_webhooks.get(webhook_id=their_id), 404, {"message": "Webhook not found"})
         expect(mg.account_webhooks.put(webhook_id=their_id, data={"url": B, "event_types": "opened"}), 404,
@@ -585,11 +608,9 @@ PRIVATE_TARGETS = ["http://127.0.0.1:9/x", "http://localhost:9/x", "http://10.1.
                    "http://169.254.169.254/latest/meta-data/", "http://192.168.0.10/x", "http://0.0.0.0:9/x"]
 
 
-def test_private_targets_are_refused_when_not_allowed(strict: ServerProcess, provision: Provisioner) -> None:
-    tenant = provision.tenant()
+def test_private_targets_are_refused_when_not_allowed(strict_in_process: InProcessApp, tenant: Tenant) -> None:
     dom = tenant.domain
-    with sdk(strict, tenant.api_key) as mg, \
-            httpx.Client(base_url=strict.base_url, auth=("api", tenant.api_key)) as http:
+    with sdk(strict_in_process, tenant.api_key) as mg, strict_in_process.client(auth=("api", tenant.api_key)) as http:
         mg.domains_webhooks.create(domain=dom, data={"id": "opened", "url": A})
         group = mg.account_webhooks.create(data={"url": A, "event_types": "opened"}).json()["webhook_id"]
         for url in PRIVATE_TARGETS:
@@ -618,7 +639,7 @@ def test_private_targets_are_refused_when_not_allowed(strict: ServerProcess, pro
 
 
 # ---------------------------------------------------------------------------- rules hold under concurrency
-def test_concurrent_changes_keep_the_rules(server: ServerProcess, tenant: Tenant) -> None:
+def test_concurrent_changes_keep_the_rules(in_process: InProcessApp, tenant: Tenant) -> None:
     """Many clients at once: one v3 create per type wins, a URL is never subscribed twice to a type, and no
     type ever gets more than 3 URLs (the check and the write are one step)."""
     base = f"/v3/domains/{tenant.domain}/webhooks"
@@ -633,7 +654,7 @@ def test_concurrent_changes_keep_the_rules(server: ServerProcess, tenant: Tenant
     ]
 
     async def burst() -> list[int]:
-        async with httpx.AsyncClient(base_url=server.base_url, auth=("api", tenant.api_key), timeout=60) as client:
+        async with in_process.async_client(auth=("api", tenant.api_key)) as client:
             answers = await asyncio.gather(*(client.request(m, p, data=d) for m, p, d in requests))
         return [r.status_code for r in answers]
 
@@ -643,7 +664,7 @@ def test_concurrent_changes_keep_the_rules(server: ServerProcess, tenant: Tenant
     assert sorted(codes[12:18]) == [200] + [400] * 5
     assert sorted(codes[18:24]) == [200] * 3 + [400] * 3
     assert sorted(codes[24:30]) == [200] + [409] * 5
-    with httpx.Client(base_url=server.base_url, auth=("api", tenant.api_key)) as http:
+    with in_process.client(auth=("api", tenant.api_key)) as http:
         listed = http.get(base).json()["webhooks"]
         assert len(listed["clicked"]["urls"]) == 1 and len(listed["opened"]["urls"]) == 3
         assert listed["delivered"]["urls"] == [A]
