@@ -1,8 +1,9 @@
-"""The Kirim.Email dialect over real HTTP against a real ``mailhooks serve`` (SQLite and PostgreSQL).
+"""The Kirim.Email dialect against the real app (SQLite and PostgreSQL).
 
 Shapes, statuses and messages are those of spec/kirimemail.md §2-§4 and the Kirim decisions in
-DESIGN.md and the README. Raw httpx checks the wire; the PyPI ``kirimemail-smtp-sdk`` 1.5.0 drives
-every webhook call through a two-line shim for its known bugs (spec §5.1).
+DESIGN.md and the README. Raw httpx checks them against the app in this process (``in_process``); the
+PyPI ``kirimemail-smtp-sdk`` 1.5.0, which opens its own connections, drives every webhook call against a
+real ``mailhooks serve`` through a two-line shim for its known bugs (spec §5.1).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kirimemail_smtp.models import Webhook as SdkWebhook
 from standardwebhooks import Webhook as StandardWebhook
 
 from mailhooks.core.payloads import kirim_signature
+from tests.in_process import InProcessApp
 from tests.support import Provisioner, Receiver, ServerProcess, Tenant, free_port
 
 JSON_TYPE = "application/json"
@@ -94,13 +96,13 @@ def listed(kirim: httpx.Client, tenant: Tenant, **params: str) -> list[dict[str,
     return data  # type: ignore[no-any-return]
 
 
-def client_for(server: ServerProcess, username: str, key: str) -> httpx.Client:
-    return httpx.Client(base_url=server.base_url, auth=(username, key), timeout=30)
+def client_for(app: InProcessApp, username: str, key: str) -> httpx.Client:
+    return app.client(auth=(username, key))
 
 
 @pytest.fixture()
-def kirim(server: ServerProcess, tenant: Tenant) -> Iterator[httpx.Client]:
-    with client_for(server, tenant.username, tenant.api_key) as client:
+def kirim(in_process: InProcessApp, tenant: Tenant) -> Iterator[httpx.Client]:
+    with client_for(in_process, tenant.username, tenant.api_key) as client:
         yield client
 
 
@@ -164,10 +166,10 @@ def test_list_filter_rejects_unknown_types(kirim: httpx.Client, tenant: Tenant) 
                invalid({"type": ["The selected type is invalid."]}))
 
 
-def test_kirim_lists_show_mailgun_rows_in_kirim_vocabulary(kirim: httpx.Client, server: ServerProcess,
+def test_kirim_lists_show_mailgun_rows_in_kirim_vocabulary(kirim: httpx.Client, in_process: InProcessApp,
                                                           tenant: Tenant) -> None:
     """One row store, two views: a Mailgun-made ``clicked`` is visible to Kirim, ``accepted`` is not."""
-    with client_for(server, "api", tenant.api_key) as mailgun:
+    with client_for(in_process, "api", tenant.api_key) as mailgun:
         r = mailgun.post(f"/v3/domains/{tenant.domain}/webhooks", data={"id": "accepted", "url": A})
         assert r.status_code == 200, r.text
         r = mailgun.post(f"/v3/domains/{tenant.domain}/webhooks", data={"id": "clicked", "url": B})
@@ -332,15 +334,15 @@ def test_routes_and_methods_outside_the_dialect(kirim: httpx.Client, tenant: Ten
 
 
 # ---------------------------------------------------------------------------- §3 authentication
-def test_bad_credentials_are_401(server: ServerProcess, tenant: Tenant, provision: Provisioner) -> None:
+def test_bad_credentials_are_401(in_process: InProcessApp, tenant: Tenant, provision: Provisioner) -> None:
     dom = tenant.domain
-    with client_for(server, tenant.username, tenant.api_key) as kirim:
+    with client_for(in_process, tenant.username, tenant.api_key) as kirim:
         guid = create(kirim, tenant, "opened", A)["webhook_guid"]
     other = provision.tenant()
-    base = server.base_url + hooks(dom)
+    base = hooks(dom)
     routes = [("GET", base), ("POST", base), ("GET", f"{base}/{guid}"), ("PUT", f"{base}/{guid}"),
               ("DELETE", f"{base}/{guid}"), ("POST", f"{base}/test"),
-              ("GET", server.base_url + hooks("nowhere.example"))]
+              ("GET", hooks("nowhere.example"))]
     wrong = [
         {"auth": (tenant.username, "mh_wrong")},                  # wrong key
         {"auth": (tenant.username + "x", tenant.api_key)},        # wrong username
@@ -354,20 +356,21 @@ def test_bad_credentials_are_401(server: ServerProcess, tenant: Tenant, provisio
         {"headers": {"Authorization": "Basic !!not-base64"}},
         {},
     ]
-    for method, url in routes:
-        for kwargs in wrong:
-            r = httpx.request(method, url, json={"type": "clicked", "url": B}, **kwargs)  # type: ignore[arg-type]
-            expect(r, 401, UNAUTHORIZED)
+    with in_process.client() as anonymous:
+        for method, url in routes:
+            for kwargs in wrong:
+                r = anonymous.request(method, url, json={"type": "clicked", "url": B}, **kwargs)  # type: ignore[arg-type]
+                expect(r, 401, UNAUTHORIZED)
     # the webhook is untouched
-    with client_for(server, tenant.username, tenant.api_key) as kirim:
+    with client_for(in_process, tenant.username, tenant.api_key) as kirim:
         assert [row["webhook_guid"] for row in listed(kirim, tenant)] == [guid]
 
 
 # ---------------------------------------------------------------------------- ownership
-def test_foreign_and_unknown_domains_are_the_same_404(kirim: httpx.Client, server: ServerProcess,
+def test_foreign_and_unknown_domains_are_the_same_404(kirim: httpx.Client, in_process: InProcessApp,
                                                       tenant: Tenant, provision: Provisioner) -> None:
     other = provision.tenant()
-    with client_for(server, other.username, other.api_key) as theirs:
+    with client_for(in_process, other.username, other.api_key) as theirs:
         their_row = create(theirs, other, "opened", A)
     mine = create(kirim, tenant, "opened", A)
     guid = their_row["webhook_guid"]
@@ -388,7 +391,7 @@ def test_foreign_and_unknown_domains_are_the_same_404(kirim: httpx.Client, serve
     expect(kirim.delete(f"{mybase}/{guid}"), 404, WEBHOOK_NOT_FOUND)
     # domain names are case-insensitive and may carry the root's trailing dot
     expect(kirim.get(hooks(tenant.domain.upper() + ".")), 200, {"success": True, "data": [mine], "count": 1})
-    with client_for(server, other.username, other.api_key) as theirs:
+    with client_for(in_process, other.username, other.api_key) as theirs:
         assert listed(theirs, other) == [their_row]
 
 
@@ -485,9 +488,8 @@ def test_test_endpoint_validation(kirim: httpx.Client, tenant: Tenant) -> None:
 
 
 # ---------------------------------------------------------------------------- private targets
-def test_private_targets_are_refused_when_not_allowed(strict: ServerProcess, provision: Provisioner) -> None:
-    tenant = provision.tenant()
-    with client_for(strict, tenant.username, tenant.api_key) as kirim:
+def test_private_targets_are_refused_when_not_allowed(strict_in_process: InProcessApp, tenant: Tenant) -> None:
+    with client_for(strict_in_process, tenant.username, tenant.api_key) as kirim:
         base = hooks(tenant.domain)
         row = create(kirim, tenant, "opened", A)
         for url in ("http://127.0.0.1:9/x", "http://localhost:9/x", "http://10.1.2.3/x", "http://[::1]:9/x",
@@ -505,15 +507,14 @@ def test_private_targets_are_refused_when_not_allowed(strict: ServerProcess, pro
 
 
 # ---------------------------------------------------------------------------- rules hold under concurrency
-def test_concurrent_creates_keep_the_rules(server: ServerProcess, tenant: Tenant) -> None:
+def test_concurrent_creates_keep_the_rules(in_process: InProcessApp, tenant: Tenant) -> None:
     """Many clients at once: never a 4th URL for a type, never one (type, url) twice."""
     base = hooks(tenant.domain)
     bodies = [*({"type": "opened", "url": f"https://o{i}.example.com/"} for i in range(8)),
               *({"type": "clicked", "url": A} for _ in range(8))]
 
     async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=server.base_url, auth=(tenant.username, tenant.api_key),
-                                     timeout=60) as client:
+        async with in_process.async_client(auth=(tenant.username, tenant.api_key)) as client:
             return list(await asyncio.gather(*(client.post(base, json=body) for body in bodies)))
 
     answers = asyncio.run(burst())
@@ -523,20 +524,19 @@ def test_concurrent_creates_keep_the_rules(server: ServerProcess, tenant: Tenant
         if r.status_code == 422:
             assert r.json()["errors"]["url"][0] in ("A maximum of 3 urls is allowed per event type.",
                                                     "A webhook for this type and url already exists."), r.text
-    with client_for(server, tenant.username, tenant.api_key) as kirim:
+    with client_for(in_process, tenant.username, tenant.api_key) as kirim:
         rows = listed(kirim, tenant)
         assert sorted(row["type"] for row in rows) == ["clicked"] + ["opened"] * 3
         # concurrent updates into a full type cannot overfill it either
         extra = [create(kirim, tenant, "delivered", f"https://d{i}.example.com/") for i in range(3)]
 
     async def moves() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=server.base_url, auth=(tenant.username, tenant.api_key),
-                                     timeout=60) as client:
+        async with in_process.async_client(auth=(tenant.username, tenant.api_key)) as client:
             return list(await asyncio.gather(*(client.put(f"{base}/{row['webhook_guid']}", json={"type": "clicked"})
                                                for row in extra)))
 
     assert sorted(r.status_code for r in asyncio.run(moves())) == [200, 200, 422]
-    with client_for(server, tenant.username, tenant.api_key) as kirim:
+    with client_for(in_process, tenant.username, tenant.api_key) as kirim:
         assert len(listed(kirim, tenant, type="clicked")) == 3
 
 
