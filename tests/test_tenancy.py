@@ -1,4 +1,5 @@
-"""Tenant isolation over real HTTP against a real ``mailhooks serve`` (SQLite and PostgreSQL).
+"""Tenant isolation against the real app in this process (SQLite and PostgreSQL), with a real
+``mailhooks serve`` on the same database making the deliveries.
 
 Account B owns a domain with webhooks made through every dialect (Mailgun v3, v4, v1 and Kirim), events
 and deliveries (one of its webhooks disabled by a 410). Account A, with a domain and webhook of its own,
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.in_process import InProcessApp
 from tests.support import Provisioner, Receiver, ServerProcess, Tenant
 
 IGNORED_HEADERS = {"date"}  # everything else (status, body, content-type, length, auth challenge) must match
@@ -36,16 +38,16 @@ class World:
     b_delivery_ids: list[int] = field(default_factory=list)
 
 
-def client(server: ServerProcess, user: str, key: str) -> httpx.Client:
-    return httpx.Client(base_url=server.base_url, auth=(user, key), timeout=30)
+def client(app: InProcessApp, user: str, key: str) -> httpx.Client:
+    return app.client(auth=(user, key))
 
 
-def mailgun(server: ServerProcess, t: Tenant) -> httpx.Client:
-    return client(server, "api", t.api_key)
+def mailgun(app: InProcessApp, t: Tenant) -> httpx.Client:
+    return client(app, "api", t.api_key)
 
 
-def kirim(server: ServerProcess, t: Tenant) -> httpx.Client:
-    return client(server, t.username, t.api_key)
+def kirim(app: InProcessApp, t: Tenant) -> httpx.Client:
+    return client(app, t.username, t.api_key)
 
 
 def fingerprint(response: httpx.Response) -> tuple[int, bytes, list[tuple[str, str]]]:
@@ -83,10 +85,13 @@ def hooks(receiver: Receiver) -> Receiver:
 
 
 @pytest.fixture(scope="module")
-def world(server: ServerProcess, provision: Provisioner, hooks: Receiver) -> World:
+def world(in_process: InProcessApp, server: ServerProcess, provision: Provisioner, hooks: Receiver) -> World:
+    """Made through ``in_process``; ``server``'s dispatcher, on the same database, sends the deliveries (and
+    would send anything A's attempts queued for B)."""
+    app = in_process
     a, b = provision.tenant(prefix="a"), provision.tenant(prefix="b")
     hooks.script("/b/gone", [410])
-    with mailgun(server, b) as mg, kirim(server, b) as ki:
+    with mailgun(app, b) as mg, kirim(app, b) as ki:
         r = mg.post(f"/v3/domains/{b.domain}/webhooks", data={"id": "clicked", "url": [hooks.url("/b/c1"),
                                                                                        hooks.url("/b/c2")]})
         assert r.status_code == 200, r.text
@@ -104,13 +109,13 @@ def world(server: ServerProcess, provision: Provisioner, hooks: Receiver) -> Wor
         assert r.status_code == 201, r.text
         disabled_guid = r.json()["data"]["webhook_guid"]
 
-    with kirim(server, a) as ki:
+    with kirim(app, a) as ki:
         r = ki.post(f"/api/domains/{a.domain}/webhooks", json={"type": "bounced", "url": hooks.url("/a/kirim")})
         assert r.status_code == 201, r.text
         a_guid = r.json()["data"]["webhook_guid"]
 
     w = World(a, b, same_length_name(b.domain), group, kirim_guid, disabled_guid, a_guid)
-    with client(server, "api", b.api_key) as native:
+    with client(app, "api", b.api_key) as native:
         types = ("clicked", "delivered", "complained", "bounced", "failed")
         events = [{"id": f"b-{t}-{uuid.uuid4().hex[:8]}", "domain": b.domain, "event": t,
                    "recipient": "someone@b.example"} for t in types]
@@ -137,11 +142,11 @@ def world(server: ServerProcess, provision: Provisioner, hooks: Receiver) -> Wor
     return w
 
 
-def snapshot(server: ServerProcess, w: World) -> dict[str, bytes]:
+def snapshot(app: InProcessApp, w: World) -> dict[str, bytes]:
     """Everything B can read about its webhooks, events and deliveries, as raw bytes."""
     b = w.b
     out: dict[str, bytes] = {}
-    with mailgun(server, b) as mg, kirim(server, b) as ki, client(server, "api", b.api_key) as native:
+    with mailgun(app, b) as mg, kirim(app, b) as ki, client(app, "api", b.api_key) as native:
         for path in (f"/v3/domains/{b.domain}/webhooks", f"/v3/domains/{b.domain}/webhooks/clicked", "/v1/webhooks",
                      f"/v1/webhooks/{w.b_mailgun_group}"):
             r = mg.get(path)
@@ -159,13 +164,13 @@ def snapshot(server: ServerProcess, w: World) -> dict[str, bytes]:
     return out
 
 
-def assert_b_unchanged(server: ServerProcess, w: World, before: dict[str, bytes], hooks: Receiver,
+def assert_b_unchanged(app: InProcessApp, w: World, before: dict[str, bytes], hooks: Receiver,
                        sent_before: int) -> None:
-    after = snapshot(server, w)
+    after = snapshot(app, w)
     for path, body in before.items():
         assert after[path] == body, f"B's {path} changed after A's attempts"
     # the disabled webhook is still disabled: a new event for it is recorded failed, nothing is sent
-    with client(server, "api", w.b.api_key) as native:
+    with client(app, "api", w.b.api_key) as native:
         r = native.post("/v1/events", json={"domain": w.b.domain, "event": "failed", "recipient": "y@b.example"})
         assert r.status_code == 202, r.text
         [delivery] = native.get("/v1/deliveries", params={"event_id": r.json()["ids"][0]}).json()["items"]
@@ -179,10 +184,10 @@ def b_sends(hooks: Receiver) -> int:
 
 
 # ---------------------------------------------------------------------------- Mailgun dialect
-def test_mailgun_domain_webhooks_of_another_account_look_missing(server: ServerProcess, world: World,
+def test_mailgun_domain_webhooks_of_another_account_look_missing(in_process: InProcessApp, world: World,
                                                                  hooks: Receiver) -> None:
     w, evil = world, "https://evil.example.com/steal"
-    before, sent = snapshot(server, w), b_sends(hooks)
+    before, sent = snapshot(in_process, w), b_sends(hooks)
     calls: list[tuple[str, str, dict[str, Any], int]] = [
         ("GET", "/v3/domains/{d}/webhooks", {}, 404),
         ("GET", "/v3/domains/{d}/webhooks/clicked", {}, 404),
@@ -202,7 +207,7 @@ def test_mailgun_domain_webhooks_of_another_account_look_missing(server: ServerP
         ("PUT", "/v4/domains/{d}/webhooks", {"data": {"url": hooks.url("/b/v4"), "event_types": "accepted"}}, 404),
         ("DELETE", "/v4/domains/{d}/webhooks", {"params": {"url": hooks.url("/b/c1")}}, 404),
     ]
-    with mailgun(server, w.a) as mg:
+    with mailgun(in_process, w.a) as mg:
         for method, path, kwargs, status in calls:
             for b_name in (w.b.domain, w.b.domain.upper()):
                 foreign = mg.request(method, path.format(d=b_name), **kwargs)
@@ -211,16 +216,16 @@ def test_mailgun_domain_webhooks_of_another_account_look_missing(server: ServerP
         assert mg.get(f"/v3/domains/{w.b.domain}/webhooks").content == b'{"message":"Domain not found"}\n'
         # A's own lists show nothing of B's
         assert hooks.url("/b/c1").encode() not in mg.get(f"/v3/domains/{w.a.domain}/webhooks").content
-    assert_b_unchanged(server, w, before, hooks, sent)
+    assert_b_unchanged(in_process, w, before, hooks, sent)
 
 
-def test_mailgun_account_webhooks_of_another_account_look_missing(server: ServerProcess, world: World,
+def test_mailgun_account_webhooks_of_another_account_look_missing(in_process: InProcessApp, world: World,
                                                                   hooks: Receiver) -> None:
     w = world
-    before, sent = snapshot(server, w), b_sends(hooks)
+    before, sent = snapshot(in_process, w), b_sends(hooks)
     ghost = uuid.uuid4().hex[:len(w.b_mailgun_group)]  # an id of the same shape that nobody has
     form = {"url": "https://evil.example.com/steal", "event_types": "complained", "description": "mine now"}
-    with mailgun(server, w.a) as mg:
+    with mailgun(in_process, w.a) as mg:
         v1_calls: list[tuple[str, dict[str, Any], int]] = [("GET", {}, 404), ("PUT", {"data": form}, 404),
                                                             ("DELETE", {}, 404)]
         for method, kwargs, status in v1_calls:
@@ -236,13 +241,14 @@ def test_mailgun_account_webhooks_of_another_account_look_missing(server: Server
         r = mg.delete("/v1/webhooks", params={"all": "true"})  # A's "all" is A's only
         assert r.status_code == 204
         assert mg.get("/v1/webhooks").json() == {"webhooks": []}
-    assert_b_unchanged(server, w, before, hooks, sent)
+    assert_b_unchanged(in_process, w, before, hooks, sent)
 
 
 # ---------------------------------------------------------------------------- Kirim dialect
-def test_kirim_webhooks_of_another_account_look_missing(server: ServerProcess, world: World, hooks: Receiver) -> None:
+def test_kirim_webhooks_of_another_account_look_missing(in_process: InProcessApp, world: World,
+                                                       hooks: Receiver) -> None:
     w, evil = world, "https://evil.example.com/steal"
-    before, sent = snapshot(server, w), b_sends(hooks)
+    before, sent = snapshot(in_process, w), b_sends(hooks)
     ghost_guid = str(uuid.uuid4())
     base = "/api/domains/{d}/webhooks"
     on_domain: list[tuple[str, str, dict[str, Any], int]] = [
@@ -255,7 +261,7 @@ def test_kirim_webhooks_of_another_account_look_missing(server: ServerProcess, w
         ("DELETE", base + "/" + w.b_kirim_guid, {}, 404),
         ("PUT", base + "/" + w.b_disabled_guid, {"json": {"type": "delivered"}}, 404),
     ]
-    with kirim(server, w.a) as ki:
+    with kirim(in_process, w.a) as ki:
         # B's domain, any path under it: exactly as for a domain that does not exist
         for method, path, kwargs, status in on_domain:
             foreign = ki.request(method, path.format(d=w.b.domain), **kwargs)
@@ -278,20 +284,21 @@ def test_kirim_webhooks_of_another_account_look_missing(server: ServerProcess, w
         listed = ki.get(f"/api/domains/{w.a.domain}/webhooks").json()
         assert [d["webhook_guid"] for d in listed["data"]] == [w.a_kirim_guid]
     # A's key with B's username is no way in either: the same 401 as a wrong key
-    with client(server, w.b.username, w.a.api_key) as wrong_user, client(server, w.b.username, "mh_nope") as bad:
+    with client(in_process, w.b.username, w.a.api_key) as wrong_user, \
+            client(in_process, w.b.username, "mh_nope") as bad:
         same_as_missing(wrong_user.get(f"/api/domains/{w.b.domain}/webhooks"),
                         bad.get(f"/api/domains/{w.b.domain}/webhooks"), 401)
-    assert_b_unchanged(server, w, before, hooks, sent)
+    assert_b_unchanged(in_process, w, before, hooks, sent)
 
 
 # ---------------------------------------------------------------------------- native API
-def test_native_api_hides_another_accounts_events_and_deliveries(server: ServerProcess, world: World,
+def test_native_api_hides_another_accounts_events_and_deliveries(in_process: InProcessApp, world: World,
                                                                  hooks: Receiver) -> None:
     w = world
-    before, sent = snapshot(server, w), b_sends(hooks)
+    before, sent = snapshot(in_process, w), b_sends(hooks)
     ghost_guid = str(uuid.uuid4())
     ghost_delivery = max(w.b_delivery_ids) + 10_000_000
-    with client(server, "api", w.a.api_key) as native:
+    with client(in_process, "api", w.a.api_key) as native:
         pairs: list[tuple[httpx.Response, httpx.Response, int]] = []
 
         def both(method: str, foreign_path: str, missing_path: str, status: int, **kwargs: Any) -> None:
@@ -333,4 +340,4 @@ def test_native_api_hides_another_accounts_events_and_deliveries(server: ServerP
         # A's unfiltered lists hold nothing of B's (A has had no events: the mixed batch above was refused whole)
         assert native.get("/v1/deliveries").json() == {"items": [], "next_cursor": None}
         assert native.get("/v1/events").json() == {"items": [], "next_cursor": None}
-    assert_b_unchanged(server, w, before, hooks, sent)
+    assert_b_unchanged(in_process, w, before, hooks, sent)
