@@ -1,4 +1,4 @@
-"""Deeply nested JSON at every JSON edge (issue 9, item 5), over real HTTP on SQLite and PostgreSQL.
+"""Deeply nested JSON at every JSON edge (issue 9, item 5), against the in-process app on SQLite and PostgreSQL.
 
 orjson parses 1,024 levels but writes only 254: before the limit, ingest answered 500 between those
 depths, and an event just under 254 was accepted and then made every ``GET /v1/events`` page holding
@@ -17,7 +17,8 @@ import pytest
 
 from mailhooks.core.events import MAX_EVENT_BYTES
 from mailhooks.core.nesting import MAX_DEPTH, TOO_DEEP
-from tests.support import ServerProcess, Tenant
+from tests.in_process import InProcessApp
+from tests.support import Tenant
 
 
 def nested(levels: int) -> str:
@@ -33,9 +34,8 @@ def event_of_depth(tenant: Tenant, depth: int, event_id: str) -> str:
 
 
 @pytest.fixture()
-def native(server: ServerProcess, tenant: Tenant) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {tenant.api_key}"},
-                      timeout=30) as client:
+def native(in_process: InProcessApp, tenant: Tenant) -> Iterator[httpx.Client]:
+    with in_process.client(headers={"Authorization": f"Bearer {tenant.api_key}"}) as client:
         yield client
 
 
@@ -97,11 +97,11 @@ def test_size_is_bounded_per_event_and_per_body(native: httpx.Client, tenant: Te
     assert huge.status_code == 413 and "message" in huge.json(), huge.text
 
 
-def test_kirim_bodies_are_bounded_too(server: ServerProcess, tenant: Tenant) -> None:
-    url = f"{server.base_url}/api/domains/{tenant.domain}/webhooks"
+def test_kirim_bodies_are_bounded_too(in_process: InProcessApp, tenant: Tenant) -> None:
+    url = f"/api/domains/{tenant.domain}/webhooks"
     for depth in (MAX_DEPTH + 1, 253, 300, 1000, 2000):
         body = '{"type":"bounced","url":"https://hooks.example.com/k","x":' + nested(depth - 1) + "}"
-        response = httpx.post(url, content=body, auth=(tenant.username, tenant.api_key),
-                              headers={"Content-Type": "application/json"})
+        with in_process.client(auth=(tenant.username, tenant.api_key)) as kirim:
+            response = kirim.post(url, content=body, headers={"Content-Type": "application/json"})
         assert response.status_code == 422, (depth, response.text)
         assert response.json() == {"success": False, "message": "Validation failed.", "errors": {"body": [TOO_DEEP]}}
