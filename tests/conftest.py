@@ -60,6 +60,27 @@ def own_database(backend: str, folder: Path, pg_admin_url: str, label: str) -> I
         drop_pg_database(pg_admin_url, name)
 
 
+def _label(request: pytest.FixtureRequest) -> str:
+    """The test module's short name: names its databases and folders."""
+    return str(request.module.__name__).rsplit(".", 1)[-1].removeprefix("test_")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+              pg_admin_url: str) -> Iterator[str]:
+    """A database of the module's own per backend, not migrated: its server's dispatcher, fuzzer or
+    queue tests must not meet another module's rows, nor the session ``server``."""
+    label = _label(request)
+    yield from own_database(request.param, tmp_path_factory.mktemp(label), pg_admin_url, label)
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path, pg_admin_url: str) -> Iterator[str]:
+    """A database of the test's own per backend that nobody has touched: not even migrated. A test that
+    needs one backend only says so: ``@pytest.mark.parametrize("empty_db", ["sqlite"], indirect=True)``."""
+    yield from own_database(request.param, tmp_path, pg_admin_url, _label(request))
+
+
 @pytest.fixture(scope="session")
 def pg_url(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One fresh PostgreSQL database for this test run, dropped afterwards."""

@@ -12,26 +12,17 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import own_database
 from tests.support import MAILHOOKS, ROOT, ServerProcess
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 BOOTSTRAP_VARS = ("MAILHOOKS_BOOTSTRAP_USER", "MAILHOOKS_BOOTSTRAP_DOMAIN")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_db(request: pytest.FixtureRequest, tmp_path: Path, pg_admin_url: str) -> Iterator[str]:
-    """A database nobody has touched: not even migrated."""
-    yield from own_database(request.param, tmp_path, pg_admin_url, "cli")
 
 
 def base_env(db_url: str, **extra: str) -> dict[str, str]:

@@ -12,12 +12,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import own_database
 from tests.support import (
     Provisioner,
     Receiver,
@@ -34,12 +32,6 @@ ENV = {
     "MAILHOOKS_DELIVERY_TIMEOUT": "1",
     "MAILHOOKS_POLL_INTERVAL": "0.1",
 }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def crash_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-             pg_admin_url: str) -> Iterator[str]:
-    yield from own_database(request.param, tmp_path_factory.mktemp("crash"), pg_admin_url, "crash")
 
 
 def event_ids_received(receiver: Receiver, path: str) -> Counter[str]:
@@ -65,12 +57,12 @@ def ingest_all(base_url: str, api_key: str, domain: str, acknowledged: set[str],
             time.sleep(0.05)
 
 
-def test_sigkill_mid_stream_loses_nothing(crash_db: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_sigkill_mid_stream_loses_nothing(empty_db: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     receiver = Receiver().start()
-    server = ServerProcess(crash_db, log_dir=tmp_path_factory.mktemp("crash-logs"), env=ENV)
+    server = ServerProcess(empty_db, log_dir=tmp_path_factory.mktemp("crash-logs"), env=ENV)
     server.start()
     try:
-        tenant = Provisioner(crash_db).tenant()
+        tenant = Provisioner(empty_db).tenant()
         r = httpx.post(f"{server.base_url}/v3/domains/{tenant.domain}/webhooks", auth=("api", tenant.api_key),
                        data={"id": "delivered", "url": receiver.url("/crash")})
         assert r.status_code == 200, r.text
@@ -96,7 +88,7 @@ def test_sigkill_mid_stream_loses_nothing(crash_db: str, tmp_path_factory: pytes
         received = event_ids_received(receiver, "/crash")
         missing = acknowledged - set(received)
         duplicates = sum(n - 1 for n in received.values())
-        print(f"\ncrash test [{crash_db.split(':')[0]}]: killed after {killed_at} arrivals; "
+        print(f"\ncrash test [{empty_db.split(':')[0]}]: killed after {killed_at} arrivals; "
               f"{len(received)} unique events received, {duplicates} duplicates, {len(missing)} missing")
         assert not missing, f"{len(missing)} acknowledged events never arrived"
     finally:

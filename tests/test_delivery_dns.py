@@ -52,13 +52,6 @@ def _healthy_stub(stub: StubDNS) -> Iterator[None]:
     stub.recover()
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    rcv = Receiver().start()
-    yield rcv
-    rcv.stop()
-
-
 def _server(stub: StubDNS, folder: Path, env: dict[str, str]) -> ServerProcess:
     proc = ServerProcess(f"sqlite:///{folder / 'mailhooks.db'}", log_dir=folder, argv_prefix=stub.namespace_argv(),
                          env={"MAILHOOKS_RATE_LIMIT": "100000/minute", "MAILHOOKS_POLL_INTERVAL": "0.1",
@@ -77,7 +70,7 @@ def lab(stub: StubDNS, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
 
 
 @pytest.fixture(scope="module")
-def strict(stub: StubDNS, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def strict_lab(stub: StubDNS, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The default policy: loopback refused."""
     proc = _server(stub, tmp_path_factory.mktemp("dns-strict"), {"MAILHOOKS_RETRY_SCHEDULE": "1,1,1"})
     yield proc
@@ -175,18 +168,18 @@ def test_a_slow_resolver_under_load_fails_nothing_and_is_asked_little(
 
 
 def test_a_name_resolving_to_a_refused_address_fails_at_once(
-        strict: ServerProcess, stub: StubDNS, receiver: Receiver) -> None:
-    tenant = Provisioner(strict.db_url).tenant()
+        strict_lab: ServerProcess, stub: StubDNS, receiver: Receiver) -> None:
+    tenant = Provisioner(strict_lab.db_url).tenant()
     name = _name("private")
     stub.answer(name, "127.0.0.1")
     url = f"http://{name}:{receiver.port}/private"
-    r = httpx.post(f"{strict.base_url}/v3/domains/{tenant.domain}/webhooks", auth=("api", tenant.api_key),
+    r = httpx.post(f"{strict_lab.base_url}/v3/domains/{tenant.domain}/webhooks", auth=("api", tenant.api_key),
                    data={"id": "delivered", "url": url})
     assert r.status_code == 400 and "127.0.0.1" in r.json()["message"], r.text
-    _insert_webhook(strict.db_url, tenant, url)  # as if subscribed before the policy changed
-    _ingest(strict, tenant, ["delivered"])
-    _wait_finished(strict, tenant, 1, timeout=15)
-    [(status, attempts, error)] = _errors(strict, tenant)
+    _insert_webhook(strict_lab.db_url, tenant, url)  # as if subscribed before the policy changed
+    _ingest(strict_lab, tenant, ["delivered"])
+    _wait_finished(strict_lab, tenant, 1, timeout=15)
+    [(status, attempts, error)] = _errors(strict_lab, tenant)
     assert (status, attempts) == ("failed", 1), (status, attempts, error)
     assert error is not None and error.startswith("refused") and "127.0.0.1" in error, error
     assert receiver.on("/private") == []

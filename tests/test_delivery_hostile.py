@@ -32,7 +32,7 @@ from mailhooks.db.migrate import upgrade_async
 from mailhooks.db.outbox import Outbox
 from mailhooks.db.store import Store
 from mailhooks.worker.dispatcher import Dispatcher
-from tests.conftest import BACKENDS, own_database
+from tests.conftest import own_database
 from tests.faults.hostile import HostileReceiver, Hostility
 from tests.support import Provisioner, Receiver, ServerProcess, Tenant
 
@@ -101,16 +101,9 @@ async def test_connection_level_errors_are_told_from_data_errors() -> None:
         assert not is_unavailable(refused), refused
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def fresh_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-             pg_admin_url: str) -> Iterator[str]:
-    """A database of its own: a jam here must not reach the session server's tests, and vice versa."""
-    yield from own_database(request.param, tmp_path_factory.mktemp("hostile"), pg_admin_url, "hostile")
-
-
 @pytest.fixture(scope="module")
-def app(fresh_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(fresh_db, log_dir=tmp_path_factory.mktemp("hostile-logs"), env=ENV)
+def hostile_server(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = ServerProcess(module_db, log_dir=tmp_path_factory.mktemp("hostile-logs"), env=ENV)
     proc.start()
     yield proc
     proc.stop()
@@ -123,41 +116,34 @@ def hostile() -> Iterator[HostileReceiver]:
     rcv.stop()
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    rcv = Receiver().start()
-    yield rcv
-    rcv.stop()
-
-
 def native(tenant: Tenant) -> dict[str, str]:
     return {"Authorization": f"Bearer {tenant.api_key}"}
 
 
-def subscribe(app: ServerProcess, tenant: Tenant, event: str, urls: list[str]) -> None:
-    r = httpx.post(f"{app.base_url}/v3/domains/{tenant.domain}/webhooks", auth=("api", tenant.api_key),
+def subscribe(hostile_server: ServerProcess, tenant: Tenant, event: str, urls: list[str]) -> None:
+    r = httpx.post(f"{hostile_server.base_url}/v3/domains/{tenant.domain}/webhooks", auth=("api", tenant.api_key),
                    data={"id": event, "url": urls})
     assert r.status_code == 200, r.text
 
 
-def ingest(app: ServerProcess, tenant: Tenant, events: list[str]) -> None:
+def ingest(hostile_server: ServerProcess, tenant: Tenant, events: list[str]) -> None:
     body = [{"id": f"e{i}-{uuid.uuid4().hex[:8]}", "domain": tenant.domain, "event": event,
              "recipient": f"u{i}@x.example"} for i, event in enumerate(events)]
-    r = httpx.post(f"{app.base_url}/v1/events", json=body, headers=native(tenant))
+    r = httpx.post(f"{hostile_server.base_url}/v1/events", json=body, headers=native(tenant))
     assert r.status_code == 202, r.text
 
 
-def all_deliveries(app: ServerProcess, tenant: Tenant) -> list[dict[str, Any]]:
-    r = httpx.get(f"{app.base_url}/v1/deliveries", params={"limit": 1000}, headers=native(tenant))
+def all_deliveries(hostile_server: ServerProcess, tenant: Tenant) -> list[dict[str, Any]]:
+    r = httpx.get(f"{hostile_server.base_url}/v1/deliveries", params={"limit": 1000}, headers=native(tenant))
     assert r.status_code == 200, r.text
     return list(r.json()["items"])
 
 
-def wait_until_final(app: ServerProcess, tenant: Tenant, count: int, timeout: float) -> list[dict[str, Any]]:
+def wait_until_final(hostile_server: ServerProcess, tenant: Tenant, count: int, timeout: float) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     rows: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        rows = all_deliveries(app, tenant)
+        rows = all_deliveries(hostile_server, tenant)
         if len(rows) == count and all(r["status"] in FINAL for r in rows):
             return rows
         time.sleep(0.2)
@@ -166,27 +152,27 @@ def wait_until_final(app: ServerProcess, tenant: Tenant, count: int, timeout: fl
 
 
 def test_hostile_receiver_neither_jams_others_nor_corrupts_its_own_record(
-        app: ServerProcess, fresh_db: str, hostile: HostileReceiver, receiver: Receiver) -> None:
-    provision = Provisioner(fresh_db)
+        hostile_server: ServerProcess, module_db: str, hostile: HostileReceiver, receiver: Receiver) -> None:
+    provision = Provisioner(module_db)
     tenant_a, tenant_b = provision.tenant(prefix="hostile"), provision.tenant(prefix="calm")
     urls = [hostile.url(mode, status) for mode, status in HOSTILE]
     for i, event in enumerate(EVENT_TYPES):
-        subscribe(app, tenant_a, event, urls[3 * i:3 * i + 3])
+        subscribe(hostile_server, tenant_a, event, urls[3 * i:3 * i + 3])
     calm = f"/calm-{uuid.uuid4().hex[:8]}"
-    subscribe(app, tenant_b, "delivered", [receiver.url(calm)])
+    subscribe(hostile_server, tenant_b, "delivered", [receiver.url(calm)])
 
     per_type, b_events = 3, 60
-    ingest(app, tenant_a, EVENT_TYPES * per_type)  # first in the queue: in the same claims and writes as B's
-    ingest(app, tenant_b, ["delivered"] * b_events)
+    ingest(hostile_server, tenant_a, EVENT_TYPES * per_type)  # first in the queue: in the same claims and writes as B's
+    ingest(hostile_server, tenant_b, ["delivered"] * b_events)
 
     # B: every event recorded as succeeded, each sent once (a jam re-sends each one every LEASE seconds).
-    b_rows = wait_until_final(app, tenant_b, b_events, timeout=2 * LEASE)
+    b_rows = wait_until_final(hostile_server, tenant_b, b_events, timeout=2 * LEASE)
     assert {r["status"] for r in b_rows} == {"succeeded"}
 
     # A: every delivery ends with a visible, storable outcome (timeouts take three attempts of TIMEOUT).
-    a_rows = wait_until_final(app, tenant_a, len(HOSTILE) * per_type, timeout=3 * TIMEOUT + 3 * LEASE)
+    a_rows = wait_until_final(hostile_server, tenant_a, len(HOSTILE) * per_type, timeout=3 * TIMEOUT + 3 * LEASE)
     for row in a_rows:
-        r = httpx.get(f"{app.base_url}/v1/deliveries/{row['id']}", headers=native(tenant_a))
+        r = httpx.get(f"{hostile_server.base_url}/v1/deliveries/{row['id']}", headers=native(tenant_a))
         assert r.status_code == 200, r.text
         detail = r.json()
         assert detail["attempts"] and len(detail["attempts"]) == detail["attempt_count"]
@@ -215,12 +201,6 @@ def test_hostile_receiver_neither_jams_others_nor_corrupts_its_own_record(
 # ---------------------------------------------------------------------- a row the database refuses
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def queue_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-             pg_admin_url: str) -> Iterator[str]:
-    yield from own_database(request.param, tmp_path_factory.mktemp("refused"), pg_admin_url, "refused")
-
-
 def _outcome(delivery_id: int, webhook_id: int, excerpt: str | None, error: str | None = None,
              ok: bool = True) -> Outcome:
     status, code = ("succeeded", 200) if ok else ("pending", 500)
@@ -230,12 +210,12 @@ def _outcome(delivery_id: int, webhook_id: int, excerpt: str | None, error: str 
                    code, error, endpoint_failure=not ok, endpoint_success=ok)
 
 
-async def test_a_row_the_database_refuses_does_not_hold_up_the_batch(queue_db: str) -> None:
+async def test_a_row_the_database_refuses_does_not_hold_up_the_batch(empty_db: str) -> None:
     """Outcomes carrying text the database refuses (as if a code path forgot ``storable_text``), and one
     whose delivery row is gone, in one batch with good ones: the good ones are written, the refused ones
     without their text, the orphan is dropped, and nothing is left for the writer to retry forever."""
-    await upgrade_async(queue_db)
-    store = Store(queue_db)
+    await upgrade_async(empty_db)
+    store = Store(empty_db)
     try:
         created = await accounts.create_account(store, f"r{uuid.uuid4().hex[:10]}")
         domain = await accounts.add_domain(store, created.account, f"{uuid.uuid4().hex[:8]}.example")

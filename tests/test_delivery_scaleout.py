@@ -9,21 +9,15 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import require_service
 from tests.support import (
     Provisioner,
     Receiver,
     ServerProcess,
-    create_pg_database,
-    drop_pg_database,
-    pg_available,
 )
 
 EVENTS = 2000
@@ -38,15 +32,6 @@ ENV = {
     "MAILHOOKS_WORKER_BATCH": "50",
     "MAILHOOKS_WORKER_CONCURRENCY": "100",
 }
-
-
-@pytest.fixture()
-def pg_db(pg_admin_url: str) -> Iterator[str]:
-    require_service(pg_available(pg_admin_url), "PostgreSQL")
-    name = f"mailhooks_scale_{uuid.uuid4().hex[:10]}"
-    url = create_pg_database(pg_admin_url, name)
-    yield url
-    drop_pg_database(pg_admin_url, name)
 
 
 def ingest(base_url: str, api_key: str, domain: str, tag: str) -> set[str]:
@@ -86,17 +71,18 @@ def sent_by(worker: ServerProcess) -> int:
     return int(matches[-1])
 
 
-def test_two_workers_share_the_load_and_survive_sigkill(pg_db: str, tmp_path_factory: pytest.TempPathFactory
+@pytest.mark.parametrize("empty_db", ["postgresql"], indirect=True)  # workers share a queue on PostgreSQL only
+def test_two_workers_share_the_load_and_survive_sigkill(empty_db: str, tmp_path_factory: pytest.TempPathFactory
                                                         ) -> None:
     logs = tmp_path_factory.mktemp("scaleout-logs")
     receiver = Receiver().start()
-    api = ServerProcess(pg_db, log_dir=logs, env=ENV, command="api")
+    api = ServerProcess(empty_db, log_dir=logs, env=ENV, command="api")
     api.start()
-    workers = [ServerProcess(pg_db, log_dir=logs, env=ENV, command="worker", port=i) for i in (1, 2)]
+    workers = [ServerProcess(empty_db, log_dir=logs, env=ENV, command="worker", port=i) for i in (1, 2)]
     for worker in workers:
         worker.start(migrate=False)
     try:
-        tenant = Provisioner(pg_db).tenant()
+        tenant = Provisioner(empty_db).tenant()
         r = httpx.post(f"{api.base_url}/v3/domains/{tenant.domain}/webhooks", auth=("api", tenant.api_key),
                        data={"id": "delivered", "url": [receiver.url("/clean"), receiver.url("/kill")]})
         assert r.status_code == 200, r.text

@@ -17,7 +17,7 @@ from tests.support import Provisioner, Receiver, ServerProcess, Tenant
 
 
 @pytest.fixture(scope="module")
-def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     url = f"sqlite:///{tmp_path_factory.mktemp('ssrf') / 'mailhooks.db'}"
     proc = ServerProcess(url, log_dir=tmp_path_factory.mktemp("ssrf-logs"),
                          env={"MAILHOOKS_RATE_LIMIT": "100000/minute", "MAILHOOKS_POLL_INTERVAL": "0.1"})
@@ -26,20 +26,13 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc.stop()
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    rcv = Receiver().start()
-    yield rcv
-    rcv.stop()
-
-
-def test_private_targets_refused_at_subscribe_time(strict: ServerProcess, receiver: Receiver) -> None:
-    tenant = Provisioner(strict.db_url).tenant()
+def test_private_targets_refused_at_subscribe_time(strict_server: ServerProcess, receiver: Receiver) -> None:
+    tenant = Provisioner(strict_server.db_url).tenant()
     for url in (f"http://localhost:{receiver.port}/x", f"http://127.0.0.1:{receiver.port}/x", "http://10.1.2.3/x"):
-        r = httpx.post(f"{strict.base_url}/v3/domains/{tenant.domain}/webhooks", auth=("api", tenant.api_key),
+        r = httpx.post(f"{strict_server.base_url}/v3/domains/{tenant.domain}/webhooks", auth=("api", tenant.api_key),
                        data={"id": "delivered", "url": url})
         assert r.status_code == 400, (url, r.text)
-        r = httpx.post(f"{strict.base_url}/api/domains/{tenant.domain}/webhooks",
+        r = httpx.post(f"{strict_server.base_url}/api/domains/{tenant.domain}/webhooks",
                        auth=(tenant.username, tenant.api_key), json={"type": "delivered", "url": url})
         assert r.status_code == 422 and "url" in r.json()["errors"], (url, r.text)
 
@@ -58,20 +51,20 @@ def _insert_webhook(db_url: str, tenant: Tenant, url: str) -> None:
     asyncio.run(work())
 
 
-def test_private_targets_refused_at_send_time(strict: ServerProcess, receiver: Receiver) -> None:
-    tenant = Provisioner(strict.db_url).tenant()
+def test_private_targets_refused_at_send_time(strict_server: ServerProcess, receiver: Receiver) -> None:
+    tenant = Provisioner(strict_server.db_url).tenant()
     urls = [receiver.url("/by-name").replace("127.0.0.1", "localhost"), receiver.url("/by-ip")]
     for url in urls:
-        _insert_webhook(strict.db_url, tenant, url)
+        _insert_webhook(strict_server.db_url, tenant, url)
     headers = {"Authorization": f"Bearer {tenant.api_key}"}
-    r = httpx.post(f"{strict.base_url}/v1/events", headers=headers,
+    r = httpx.post(f"{strict_server.base_url}/v1/events", headers=headers,
                    json={"domain": tenant.domain, "event": "delivered", "recipient": "a@b.example"})
     assert r.status_code == 202
     event_id = r.json()["ids"][0]
     deadline = time.monotonic() + 15
     items: list[dict[str, object]] = []
     while time.monotonic() < deadline:
-        items = httpx.get(f"{strict.base_url}/v1/deliveries", params={"event_id": event_id},
+        items = httpx.get(f"{strict_server.base_url}/v1/deliveries", params={"event_id": event_id},
                           headers=headers).json()["items"]
         if len(items) == 2 and all(d["status"] == "failed" for d in items):
             break
@@ -102,9 +95,9 @@ def _subscribe_both(server: ServerProcess, tenant: Tenant, url: str) -> tuple[ht
 
 
 @pytest.mark.parametrize("url", EMBEDDED)
-def test_ipv6_carrying_refused_ipv4_is_refused_at_subscribe_time(strict: ServerProcess, url: str) -> None:
-    tenant = Provisioner(strict.db_url).tenant()
-    mailgun, kirim = _subscribe_both(strict, tenant, url)
+def test_ipv6_carrying_refused_ipv4_is_refused_at_subscribe_time(strict_server: ServerProcess, url: str) -> None:
+    tenant = Provisioner(strict_server.db_url).tenant()
+    mailgun, kirim = _subscribe_both(strict_server, tenant, url)
     assert mailgun.status_code == 400, mailgun.text
     assert mailgun.json()["message"].startswith("The url resolves to a private or loopback address ("), mailgun.text
     assert kirim.status_code == 422 and kirim.json()["success"] is False, kirim.text
@@ -112,33 +105,33 @@ def test_ipv6_carrying_refused_ipv4_is_refused_at_subscribe_time(strict: ServerP
 
 
 @pytest.mark.parametrize("url", UNSENDABLE)
-def test_urls_that_can_never_be_sent_are_refused_at_subscribe_time(strict: ServerProcess, url: str) -> None:
-    tenant = Provisioner(strict.db_url).tenant()
-    mailgun, kirim = _subscribe_both(strict, tenant, url)
+def test_urls_that_can_never_be_sent_are_refused_at_subscribe_time(strict_server: ServerProcess, url: str) -> None:
+    tenant = Provisioner(strict_server.db_url).tenant()
+    mailgun, kirim = _subscribe_both(strict_server, tenant, url)
     assert (mailgun.status_code, mailgun.json()) == (400, {"message": "The url must be a valid URL."}), url
     assert kirim.status_code == 422, kirim.text
     assert kirim.json() == {"success": False, "message": "Validation failed.",
                             "errors": {"url": ["The url must be a valid URL."]}}, kirim.text
-    assert httpx.get(f"{strict.base_url}/v3/domains/{tenant.domain}/webhooks",
+    assert httpx.get(f"{strict_server.base_url}/v3/domains/{tenant.domain}/webhooks",
                      auth=("api", tenant.api_key)).json()["webhooks"] == {}
 
 
-def test_ipv6_carrying_loopback_is_refused_at_send_time(strict: ServerProcess, receiver: Receiver) -> None:
+def test_ipv6_carrying_loopback_is_refused_at_send_time(strict_server: ServerProcess, receiver: Receiver) -> None:
     """Rows written past the subscribe check go nowhere: failed after one attempt, with the reason."""
-    tenant = Provisioner(strict.db_url).tenant()
+    tenant = Provisioner(strict_server.db_url).tenant()
     urls = [f"http://[{address}]:{receiver.port}/embedded"
             for address in ("64:ff9b::7f00:1", "2002:7f00:1::1", "::7f00:1", "::ffff:0:7f00:1")]
     for url in urls:
-        _insert_webhook(strict.db_url, tenant, url)
+        _insert_webhook(strict_server.db_url, tenant, url)
     headers = {"Authorization": f"Bearer {tenant.api_key}"}
-    r = httpx.post(f"{strict.base_url}/v1/events", headers=headers,
+    r = httpx.post(f"{strict_server.base_url}/v1/events", headers=headers,
                    json={"domain": tenant.domain, "event": "delivered", "recipient": "a@b.example"})
     assert r.status_code == 202
     event_id = r.json()["ids"][0]
     deadline = time.monotonic() + 15
     items: list[dict[str, object]] = []
     while time.monotonic() < deadline:
-        items = httpx.get(f"{strict.base_url}/v1/deliveries", params={"event_id": event_id},
+        items = httpx.get(f"{strict_server.base_url}/v1/deliveries", params={"event_id": event_id},
                           headers=headers).json()["items"]
         if len(items) == len(urls) and all(d["status"] == "failed" for d in items):
             break

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -17,19 +17,12 @@ from mailhooks.core.models import Account, Domain, NewWebhook, Webhook
 from mailhooks.db.migrate import upgrade_async
 from mailhooks.db.outbox import Outbox
 from mailhooks.db.store import Store
-from tests.conftest import own_database
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def queue_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-             pg_admin_url: str) -> Iterator[str]:
-    yield from own_database(request.param, tmp_path_factory.mktemp("queue"), pg_admin_url, "queue")
 
 
 @pytest.fixture()
-async def store(queue_db: str) -> AsyncIterator[Store]:
-    await upgrade_async(queue_db)
-    st = Store(queue_db)
+async def store(module_db: str) -> AsyncIterator[Store]:
+    await upgrade_async(module_db)
+    st = Store(module_db)
     yield st
     await st.close()
 

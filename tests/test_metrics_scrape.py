@@ -6,7 +6,6 @@ counts (``mailhooks_queue_counts_total``)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,16 +13,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import own_database
 from tests.support import Provisioner, ServerProcess, Tenant
 
 SCRAPERS = 50
-
-
-@pytest.fixture()
-def fresh_url(tmp_path: Path, pg_admin_url: str) -> Iterator[str]:
-    """SQLite only: the figures are cached above the storage, the same way for either backend."""
-    yield from own_database("sqlite", tmp_path, pg_admin_url, "metrics")
 
 
 def _figures(text: str) -> dict[str, float]:
@@ -41,13 +33,15 @@ def _queue(proc: ServerProcess, t: Tenant, events: int) -> None:
         assert r.status_code == 202, r.text
 
 
+# SQLite only: the figures are cached above the storage, the same way for either backend.
+@pytest.mark.parametrize("empty_db", ["sqlite"], indirect=True)
 def test_a_crowd_of_scrapes_counts_the_queue_once_and_the_figure_follows_within_seconds(
-        fresh_url: str, tmp_path: Path) -> None:
-    proc = ServerProcess(fresh_url, log_dir=tmp_path, command="api",
+        empty_db: str, tmp_path: Path) -> None:
+    proc = ServerProcess(empty_db, log_dir=tmp_path, command="api",
                          env={"MAILHOOKS_ALLOW_PRIVATE_TARGETS": "1", "MAILHOOKS_REDIS_URL": ""})
     proc.start()
     try:
-        t = Provisioner(fresh_url).tenant(prefix="scrape")
+        t = Provisioner(empty_db).tenant(prefix="scrape")
         with httpx.Client(base_url=proc.base_url, auth=("api", t.api_key)) as mg:
             r = mg.post(f"/v3/domains/{t.domain}/webhooks", data={"id": "delivered", "url": "http://127.0.0.1:9/h"})
             assert r.status_code == 200, r.text

@@ -6,24 +6,16 @@ for it and find the schema done. Every one of them must come up; today one of th
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import BACKENDS, own_database
 from tests.support import MAILHOOKS, ROOT, ServerProcess
 
 
-@pytest.fixture(params=BACKENDS)
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin_url: str) -> Iterator[str]:
-    yield from own_database(request.param, tmp_path, pg_admin_url, "migrate")
-
-
-def test_processes_starting_together_on_a_fresh_database_all_come_up(fresh_url: str, tmp_path: Path) -> None:
-    servers = [ServerProcess(fresh_url, log_dir=tmp_path, command=command, env={"MAILHOOKS_REDIS_URL": ""})
+def test_processes_starting_together_on_a_fresh_database_all_come_up(empty_db: str, tmp_path: Path) -> None:
+    servers = [ServerProcess(empty_db, log_dir=tmp_path, command=command, env={"MAILHOOKS_REDIS_URL": ""})
                for command in ("serve", "api")]
     env = servers[0].env
     upgrades = [subprocess.Popen([MAILHOOKS, "db", "upgrade"], env=env, stdout=subprocess.PIPE,

@@ -45,7 +45,6 @@ from schemathesis.specs.openapi.checks import (
 from mailhooks.api.app import create_app
 from mailhooks.api.responses import dialect_for
 from mailhooks.config import Settings
-from tests.conftest import BACKENDS, own_database
 from tests.support import (
     Provisioner,
     ServerProcess,
@@ -136,22 +135,15 @@ def _seed_rows(server: ServerProcess, tenant: Tenant) -> tuple[list[str], list[s
     return guids, mailgun_ids, delivery_ids
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def schema_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-              pg_admin_url: str) -> Iterator[str]:
-    """A fresh database per backend: the fuzzer creates and deletes freely without touching other tests."""
-    yield from own_database(request.param, tmp_path_factory.mktemp("schema"), pg_admin_url, "schema")
-
-
 @pytest.fixture(scope="module")
-def schema_target(schema_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+def schema_target(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     log_dir: Path = tmp_path_factory.mktemp("schema-server")
-    proc = ServerProcess(schema_db, log_dir=log_dir,
+    proc = ServerProcess(module_db, log_dir=log_dir,
                          env={"MAILHOOKS_ALLOW_PRIVATE_TARGETS": "1", "MAILHOOKS_RATE_LIMIT": "1000000/minute",
                               "MAILHOOKS_DELIVERY_TIMEOUT": "2"})
     proc.start()
     try:
-        tenant = Provisioner(schema_db).tenant()
+        tenant = Provisioner(module_db).tenant()
         yield Target(proc, tenant, *_seed_rows(proc, tenant))
     finally:
         proc.stop()

@@ -31,16 +31,12 @@ from mailhooks.db.dashboard import Dashboard, DeliveryFilter
 from mailhooks.db.migrate import upgrade
 from mailhooks.db.outbox import Outbox
 from mailhooks.db.store import Store
-from tests.conftest import require_service
 from tests.support import (
     ROOT,
     Provisioner,
     Receiver,
     ServerProcess,
     Tenant,
-    create_pg_database,
-    drop_pg_database,
-    pg_available,
 )
 
 CHROMIUM = "/usr/bin/chromium"
@@ -64,7 +60,7 @@ def ui_db(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def app(ui_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def dashboard(ui_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = ServerProcess(ui_db, log_dir=tmp_path_factory.mktemp("ui-logs"), env={
         "MAILHOOKS_ALLOW_PRIVATE_TARGETS": "1",
         "MAILHOOKS_RETRY_SCHEDULE": "0.3,0.3",  # three attempts, then failed, within a second
@@ -78,15 +74,8 @@ def app(ui_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
 
 
 @pytest.fixture(scope="module")
-def provision(ui_db: str, app: ServerProcess) -> Provisioner:
+def ui_accounts(ui_db: str, dashboard: ServerProcess) -> Provisioner:
     return Provisioner(ui_db)
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    rcv = Receiver().start()
-    yield rcv
-    rcv.stop()
 
 
 @pytest.fixture()
@@ -105,15 +94,16 @@ def browser() -> Iterator[Any]:
 
 
 # ---------------------------------------------------------------------- helpers
-def new_tenant(provision: Provisioner, prefix: str) -> Tenant:
+def new_tenant(ui_accounts: Provisioner, prefix: str) -> Tenant:
     """Provisioning runs its own event loop: in a thread, beside Playwright's (sync API) loop."""
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(provision.tenant, 1, prefix).result()
+        return pool.submit(ui_accounts.tenant, 1, prefix).result()
 
 
-def emit(app: ServerProcess, tenant: Tenant, event: str, event_id: str, **fields: Any) -> None:
+def emit(dashboard: ServerProcess, tenant: Tenant, event: str, event_id: str, **fields: Any) -> None:
     body = {"id": event_id, "domain": tenant.domain, "event": event, "recipient": "bob@example.com", **fields}
-    response = httpx.post(f"{app.base_url}/v1/events", json=body, headers={"Authorization": f"Bearer {tenant.api_key}"})
+    response = httpx.post(f"{dashboard.base_url}/v1/events", json=body,
+                          headers={"Authorization": f"Bearer {tenant.api_key}"})
     assert response.status_code == 202, response.text
 
 
@@ -155,9 +145,9 @@ def wait_status(page: Any, event_id: str, status: str, timeout: float = 15.0) ->
     return str(delivery_row(page, event_id).first.get_attribute("data-id"))
 
 
-def sign_in_http(app: ServerProcess, key: str) -> tuple[httpx.Client, str]:
+def sign_in_http(dashboard: ServerProcess, key: str) -> tuple[httpx.Client, str]:
     """A signed-in HTTP client and its CSRF token."""
-    client = httpx.Client(base_url=app.base_url)
+    client = httpx.Client(base_url=dashboard.base_url)
     token = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/login").text)
     assert token is not None
     response = client.post("/ui/login", data={"csrf": token.group(1), "api_key": key, "next": "/ui"})
@@ -170,9 +160,10 @@ def sign_in_http(app: ServerProcess, key: str) -> tuple[httpx.Client, str]:
 
 
 # ---------------------------------------------------------------------- the on-call walk-through
-def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiver: Receiver, browser: Any) -> None:
-    tenant = new_tenant(provision, "ui")
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=app.base_url)
+def test_dashboard_end_to_end(dashboard: ServerProcess, ui_accounts: Provisioner, receiver: Receiver,
+                              browser: Any) -> None:
+    tenant = new_tenant(ui_accounts, "ui")
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=dashboard.base_url)
     context.set_default_timeout(10_000)
     page = context.new_page()
     page.on("dialog", lambda dialog: dialog.accept())
@@ -187,7 +178,7 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
     # Signed out: every page leads to the sign-in form, which refuses a wrong key.
     page.goto("/ui/deliveries")
     assert page.url.endswith("/ui/login?next=%2Fui%2Fdeliveries")
-    shoot(context, app.base_url, "login", "/ui/login")
+    shoot(context, dashboard.base_url, "login", "/ui/login")
     page.fill("#api_key", "mh_not-a-key")
     page.click("button:has-text('Sign in')")
     assert "not valid" in page.text_content(".flash-error")
@@ -211,13 +202,13 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
     receiver.wait_for("/ui-hook", 1)
 
     # Emit an event and see it delivered.
-    emit(app, tenant, "delivered", "evt-ok-1")
+    emit(dashboard, tenant, "delivered", "evt-ok-1")
     wait_status(page, "evt-ok-1", "succeeded")
 
     # The receiver fails: the delivery is retried on the (short) schedule, then failed; every attempt shows.
     receiver.script("/ui-hook", [500])
-    emit(app, tenant, "delivered", "evt-fail-1")
-    emit(app, tenant, "delivered", "evt-fail-2")
+    emit(dashboard, tenant, "delivered", "evt-fail-1")
+    emit(dashboard, tenant, "delivered", "evt-fail-2")
     failed_id = wait_status(page, "evt-fail-1", "failed")
     wait_status(page, "evt-fail-2", "failed")
     page.goto(f"/ui/deliveries/{failed_id}")
@@ -228,7 +219,7 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
     assert "webhook-signature" in headers and "v1," in headers and "webhook-id" in headers
     assert tenant.signing_key not in page.content()  # signatures shown, the key that made them never
     assert '"evt-fail-1"' in (page.text_content("#payload") or "")
-    shoot(context, app.base_url, "delivery", f"/ui/deliveries/{failed_id}")
+    shoot(context, dashboard.base_url, "delivery", f"/ui/deliveries/{failed_id}")
 
     # Fix the receiver, retry that one, see success.
     receiver.script("/ui-hook", [200])
@@ -263,7 +254,7 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
     assert "clicked" in edited.text_content()
     # A 410 disables it, with the reason shown; re-enable it.
     receiver.script("/second-edited", [410])
-    emit(app, tenant, "clicked", "evt-gone-1", url="https://example.com/")
+    emit(dashboard, tenant, "clicked", "evt-gone-1", url="https://example.com/")
     wait_status(page, "evt-gone-1", "rejected")
     page.goto(f"/ui/domains/{tenant.domain}")
     edited = page.locator("#webhooks li", has_text="/second-edited")
@@ -278,7 +269,7 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
     # A few more events so that the table, the chart and the screenshots have something to show.
     receiver.script("/ui-hook", [200])
     for i in range(6):
-        emit(app, tenant, "delivered", f"evt-bulk-{i}")
+        emit(dashboard, tenant, "delivered", f"evt-bulk-{i}")
     wait_status(page, "evt-bulk-5", "succeeded")
     # And a receiver that is down, so that the pages show failures too.
     page.goto(f"/ui/domains/{tenant.domain}")
@@ -288,7 +279,7 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
     page.click("#new-webhook button[type=submit]")
     receiver.script("/down", [503])
     for i in range(3):
-        emit(app, tenant, "opened", f"evt-open-{i}")
+        emit(dashboard, tenant, "opened", f"evt-open-{i}")
     wait_status(page, "evt-open-2", "failed")
 
     # Account-level webhooks: create, test, edit, delete.
@@ -302,7 +293,7 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
     assert "complained" in group.text_content() and "abuse desk" in group.text_content()
     group.locator("button:has-text('Send test')").click()
     assert "answered HTTP 200" in page.text_content(".flash")
-    shoot(context, app.base_url, "account-webhooks", "/ui/webhooks")
+    shoot(context, dashboard.base_url, "account-webhooks", "/ui/webhooks")
     page.locator("#account-webhooks li", has_text="/account").locator("a:has-text('Edit')").click()
     page.uncheck("#edit-account-webhook input[value=permanent_fail]")
     page.click("#edit-account-webhook button[type=submit]")
@@ -318,9 +309,9 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
     assert row.locator("td").nth(2).text_content().strip() == "3"  # the opened ones
     assert page.locator("#chart rect.bar-ok").count() >= 1
     assert page.locator("#chart rect.bar-fail").count() >= 1
-    shoot(context, app.base_url, "overview", "/ui")
-    shoot(context, app.base_url, "domain", f"/ui/domains/{tenant.domain}")
-    shoot(context, app.base_url, "deliveries", "/ui/deliveries")
+    shoot(context, dashboard.base_url, "overview", "/ui")
+    shoot(context, dashboard.base_url, "domain", f"/ui/domains/{tenant.domain}")
+    shoot(context, dashboard.base_url, "deliveries", "/ui/deliveries")
     page.goto("/ui/deliveries?status=rejected")
     assert page.locator("#deliveries tbody tr").count() == 1
     page.goto(f"/ui/domains/{tenant.domain}")
@@ -333,7 +324,7 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
     # Signing key: masked, revealed on click, rotated. API keys: a new one shown once, then revoked.
     page.goto("/ui/settings")
     assert tenant.signing_key not in page.content()
-    shoot(context, app.base_url, "keys", "/ui/settings")
+    shoot(context, dashboard.base_url, "keys", "/ui/settings")
     page.click("button:has-text('Reveal')")
     assert page.text_content("#signing-key") == tenant.signing_key
     assert (page.text_content("#whsec") or "").startswith("whsec_")
@@ -345,12 +336,12 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
     new_key = (page.text_content("#new-key") or "").strip()
     assert new_key.startswith("mh_")
     new_auth = {"Authorization": f"Bearer {new_key}"}
-    assert httpx.get(f"{app.base_url}/v1/signing-key", headers=new_auth).status_code == 200
+    assert httpx.get(f"{dashboard.base_url}/v1/signing-key", headers=new_auth).status_code == 200
     page.goto("/ui/settings")
     assert new_key not in page.content()  # shown once
     page.locator("#api-keys tr", has_text=new_key[:12]).locator("button:has-text('Revoke')").click()
     assert "revoked" in page.text_content(".flash")
-    assert httpx.get(f"{app.base_url}/v1/signing-key", headers=new_auth).status_code == 401
+    assert httpx.get(f"{dashboard.base_url}/v1/signing-key", headers=new_auth).status_code == 401
 
     # Sign out: the pages are closed again.
     page.click("header button:has-text('Sign out')")
@@ -362,13 +353,14 @@ def test_dashboard_end_to_end(app: ServerProcess, provision: Provisioner, receiv
 
 
 # ---------------------------------------------------------------------- tenancy
-def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(app: ServerProcess, provision: Provisioner) -> None:
-    tenant = new_tenant(provision, "so")
-    client, csrf = sign_in_http(app, tenant.api_key)
+def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(dashboard: ServerProcess,
+                                                                ui_accounts: Provisioner) -> None:
+    tenant = new_tenant(ui_accounts, "so")
+    client, csrf = sign_in_http(dashboard, tenant.api_key)
     copied = {name: value for name, value in client.cookies.items() if name == "mh_session"}
     assert copied
-    other, _ = sign_in_http(app, tenant.api_key)  # another sign-in with the same key (another browser)
-    with httpx.Client(base_url=app.base_url, cookies=copied) as thief:
+    other, _ = sign_in_http(dashboard, tenant.api_key)  # another sign-in with the same key (another browser)
+    with httpx.Client(base_url=dashboard.base_url, cookies=copied) as thief:
         assert thief.get("/ui/settings").status_code == 200
         out = client.post("/ui/logout", data={"csrf": csrf})
         assert out.status_code == 303 and out.headers["location"] == "/ui/login?signed_out=1"
@@ -381,44 +373,46 @@ def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(app: ServerProce
     other.close()
 
 
-def test_docs_load_nothing_from_another_host(app: ServerProcess, browser: Any) -> None:
+def test_docs_load_nothing_from_another_host(dashboard: ServerProcess, browser: Any) -> None:
     """/docs renders Swagger UI with every request going to this server (it used to load it from a CDN)."""
     page = browser.new_page()
     hosts: set[str] = set()
     page.on("request", lambda req: hosts.add(req.url.split("/")[2]))
-    page.goto(f"{app.base_url}/docs")
+    page.goto(f"{dashboard.base_url}/docs")
     page.wait_for_selector(".swagger-ui .info .title", timeout=15000)
     assert "mailhooks" in page.inner_text(".swagger-ui .info .title")
     assert page.locator(".opblock").count() > 10  # the operations of /openapi.json are shown
-    assert hosts == {f"127.0.0.1:{app.port}"}
+    assert hosts == {f"127.0.0.1:{dashboard.port}"}
     page.close()
 
 
-def test_no_page_or_form_crosses_accounts(app: ServerProcess, provision: Provisioner, receiver: Receiver) -> None:
+def test_no_page_or_form_crosses_accounts(dashboard: ServerProcess, ui_accounts: Provisioner,
+                                          receiver: Receiver) -> None:
     """Signed in as A, every URL and forged form naming B's domain, webhooks, deliveries or keys is refused."""
-    a, b = new_tenant(provision, "ua"), new_tenant(provision, "ub")
+    a, b = new_tenant(ui_accounts, "ua"), new_tenant(ui_accounts, "ub")
     b_auth = {"Authorization": f"Bearer {b.api_key}"}
     # B's data: a domain webhook (Kirim API), an account-level webhook (Mailgun v1), a failed delivery.
-    created = httpx.post(f"{app.base_url}/api/domains/{b.domain}/webhooks", auth=(b.username, b.api_key),
+    created = httpx.post(f"{dashboard.base_url}/api/domains/{b.domain}/webhooks", auth=(b.username, b.api_key),
                          json={"type": "delivered", "url": receiver.url("/b-hook")})
     assert created.status_code in (200, 201), created.text
     b_guid = created.json()["data"]["webhook_guid"]
-    group = httpx.post(f"{app.base_url}/v1/webhooks", auth=("api", b.api_key),
+    group = httpx.post(f"{dashboard.base_url}/v1/webhooks", auth=("api", b.api_key),
                        data={"url": receiver.url("/b-account"), "event_types": "complained"})
     assert group.status_code == 200, group.text
     b_group = group.json()["webhook_id"]
     receiver.script("/b-hook", [500])
-    emit(app, b, "delivered", "b-secret-event")
+    emit(dashboard, b, "delivered", "b-secret-event")
 
     def b_failed() -> list[dict[str, Any]]:
-        items = httpx.get(f"{app.base_url}/v1/deliveries", params={"status": "failed"}, headers=b_auth).json()["items"]
+        items = httpx.get(f"{dashboard.base_url}/v1/deliveries", params={"status": "failed"},
+                          headers=b_auth).json()["items"]
         return [item for item in items if item["event_id"] == "b-secret-event"]
 
     eventually(lambda: bool(b_failed()), what="B's delivery to fail")
     b_delivery = b_failed()[0]["id"]
     b_prefix = b.api_key[:12]
 
-    client, csrf = sign_in_http(app, a.api_key)
+    client, csrf = sign_in_http(dashboard, a.api_key)
     b_names = (b.domain, b_guid, b_group, "b-secret-event", receiver.url("/b-hook"))
 
     # Pages: B's things are "not found" (never forbidden: that would confirm they exist).
@@ -459,19 +453,19 @@ def test_no_page_or_form_crosses_accounts(app: ServerProcess, provision: Provisi
         assert response.status_code == 404, (path, response.status_code, response.text[:200])
 
     # Nothing of B's changed: its webhooks, its failed delivery, its key; nothing was sent to B's URL.
-    kirim = httpx.get(f"{app.base_url}/api/domains/{b.domain}/webhooks/{b_guid}", auth=(b.username, b.api_key))
+    kirim = httpx.get(f"{dashboard.base_url}/api/domains/{b.domain}/webhooks/{b_guid}", auth=(b.username, b.api_key))
     assert kirim.status_code == 200 and kirim.json()["data"]["url"] == receiver.url("/b-hook")
     assert kirim.json()["data"]["type"] == "delivered"
-    v1 = httpx.get(f"{app.base_url}/v1/webhooks/{b_group}", auth=("api", b.api_key))
+    v1 = httpx.get(f"{dashboard.base_url}/v1/webhooks/{b_group}", auth=("api", b.api_key))
     assert v1.status_code == 200 and receiver.url("/b-account") in v1.text
-    detail = httpx.get(f"{app.base_url}/v1/deliveries/{b_delivery}", headers=b_auth).json()
+    detail = httpx.get(f"{dashboard.base_url}/v1/deliveries/{b_delivery}", headers=b_auth).json()
     assert detail["status"] == "failed" and detail["attempt_count"] == 3
     assert len(receiver.on("/b-hook")) == before
     assert not receiver.on("/stolen") and not receiver.on("/a-into-b")
-    assert httpx.get(f"{app.base_url}/v1/signing-key", headers=b_auth).status_code == 200
+    assert httpx.get(f"{dashboard.base_url}/v1/signing-key", headers=b_auth).status_code == 200
 
     # Forms without A's token, with B's token, or from another origin are refused (403), and change nothing.
-    b_client, b_csrf = sign_in_http(app, b.api_key)
+    b_client, b_csrf = sign_in_http(dashboard, b.api_key)
     assert b_csrf != csrf
     a_hook = client.post(f"/ui/domains/{a.domain}/webhooks",
                          data={"csrf": csrf, "event_type": "delivered", "url": receiver.url("/a-hook")})
@@ -487,32 +481,13 @@ def test_no_page_or_form_crosses_accounts(app: ServerProcess, provision: Provisi
     # A session ends when its key is revoked, and a tampered cookie is no session at all.
     assert b_client.post(f"/ui/settings/keys/{b_prefix}/revoke", data={"csrf": b_csrf}).status_code == 303
     assert b_client.get("/ui").status_code == 303
-    forged_cookie = httpx.Client(base_url=app.base_url, cookies={"mh_session": "e30.forged"})
+    forged_cookie = httpx.Client(base_url=dashboard.base_url, cookies={"mh_session": "e30.forged"})
     assert forged_cookie.get("/ui").headers["location"].startswith("/ui/login")
     # The API paths keep their JSON errors.
     assert client.get("/v1/deliveries/999999").headers["content-type"].startswith("application/json")
 
 
 # ---------------------------------------------------------------------- the dashboard's own queries, both backends
-@pytest.fixture(params=["sqlite", "postgresql"])
-def own_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           pg_admin_url: str) -> Iterator[str]:
-    """A database of its own, so that no other test's dispatcher touches the rows set up here."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('dash') / 'mailhooks.db'}"
-        upgrade(url)
-        yield url
-        return
-    require_service(pg_available(pg_admin_url), "PostgreSQL")
-    name = f"mailhooks_ui_{uuid.uuid4().hex[:10]}"
-    url = create_pg_database(pg_admin_url, name)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        drop_pg_database(pg_admin_url, name)
-
-
 async def _dashboard_scenario(url: str) -> None:
     store = Store(url)
     try:
@@ -595,6 +570,7 @@ async def _dashboard_scenario(url: str) -> None:
         await store.close()
 
 
-def test_dashboard_queries(own_db: str) -> None:
+def test_dashboard_queries(empty_db: str) -> None:
+    upgrade(empty_db)
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, _dashboard_scenario(own_db)).result()
+        pool.submit(asyncio.run, _dashboard_scenario(empty_db)).result()
