@@ -12,7 +12,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -174,14 +173,6 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-def basic(username: str, key: str) -> tuple[str, str]:
-    return (username, key)
-
-
-def json_of(response: Any) -> Any:
-    return response.json()
 
 
 # ---------------------------------------------------------------------- a real webhook receiver
