@@ -59,6 +59,7 @@ class InProcessApp:
         try:
             self.run(self._lifespan("shutdown"))
         finally:
+            self.run(self._cancel_leftovers())
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=DEADLINE)
             self.loop.close()
@@ -83,6 +84,15 @@ class InProcessApp:
             raise RuntimeError(f"lifespan {phase} failed: {message.get('message', message)}")
         if phase == "shutdown":
             await self._lifespan_task
+
+    @staticmethod
+    async def _cancel_leftovers() -> None:
+        """Whatever the app left running after its shutdown (none expected) ends before the loop does."""
+        leftovers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+        await asyncio.get_running_loop().shutdown_asyncgens()
 
     async def _with_state(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):
