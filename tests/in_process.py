@@ -13,15 +13,15 @@ What it does not start: the dispatcher. Tests that need deliveries made use a re
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from collections.abc import AsyncIterator, Coroutine, MutableMapping
 from typing import Any, TypeVar
 
 import httpx
 import requests
-from requests.adapters import BaseAdapter
-from requests.structures import CaseInsensitiveDict
-from requests.utils import get_encoding_from_headers
+from requests.adapters import BaseAdapter, HTTPAdapter
+from urllib3 import HTTPHeaderDict, HTTPResponse
 
 from mailhooks.api.app import create_app
 from mailhooks.config import Settings
@@ -157,9 +157,9 @@ class _AsyncBridge(httpx.AsyncBaseTransport):
         return await asyncio.wait_for(asyncio.wrap_future(done), DEADLINE)
 
 
-class _RequestsBridge(BaseAdapter):
+class _RequestsBridge(HTTPAdapter):
     """A ``requests`` transport adapter: the prepared request (method, URL, headers, body bytes) goes to the
-    app unchanged; what the app answered comes back as a ``requests.Response``."""
+    app unchanged; the answer comes back through requests' own ``build_response``, as from a socket."""
 
     def __init__(self, target: InProcessApp) -> None:
         super().__init__()
@@ -170,15 +170,11 @@ class _RequestsBridge(BaseAdapter):
         body = request.body.encode() if isinstance(request.body, str) else request.body
         assert request.method is not None and request.url is not None
         answer = self._client.request(request.method, request.url, headers=dict(request.headers), content=body)
-        response = requests.Response()
-        response.status_code = answer.status_code
-        response.reason = answer.reason_phrase
-        response.headers = CaseInsensitiveDict(answer.headers)
-        response._content = answer.content
-        response.encoding = get_encoding_from_headers(response.headers)
-        response.url = request.url
-        response.request = request
-        return response
+        raw = HTTPResponse(body=io.BytesIO(answer.content), headers=HTTPHeaderDict(answer.headers.multi_items()),
+                           status=answer.status_code, reason=answer.reason_phrase, version=11,
+                           preload_content=False, decode_content=False, request_method=request.method)
+        return self.build_response(request, raw)
 
     def close(self) -> None:
         self._client.close()
+        super().close()

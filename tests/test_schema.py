@@ -1,9 +1,10 @@
-"""Property-based run of the published OpenAPI document against a real ``mailhooks serve``.
+"""Property-based run of the published OpenAPI document against the real app, in this process.
 
-Schemathesis reads ``/openapi.json`` from the running server and sends generated requests (schema
+Schemathesis takes the document the app serves and sends generated requests (schema
 examples, boundary/coverage cases, then random positive and negative inputs) to every documented
 operation, authenticated with a real provisioned account's key, so that requests get past auth and
-reach the edges and the core. Every response must:
+reach the edges and the core. Its ``requests`` session reaches the app through a transport adapter
+(tests/in_process.py), so a 500 shows its traceback here. Every response must:
 
 - not be a 5xx (``not_a_server_error``): a 500 is always a bug in the server;
 - have a documented status code, the documented content type, and a body that matches the
@@ -27,11 +28,10 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+import requests
 import schemathesis
 from schemathesis import Case
 from schemathesis.checks import not_a_server_error
@@ -45,11 +45,9 @@ from schemathesis.specs.openapi.checks import (
 from mailhooks.api.app import create_app
 from mailhooks.api.responses import dialect_for
 from mailhooks.config import Settings
-from tests.support import (
-    Provisioner,
-    ServerProcess,
-    Tenant,
-)
+from mailhooks.db.migrate import upgrade
+from tests.in_process import InProcessApp
+from tests.support import Provisioner, Tenant
 
 SEED = int(os.environ.get("MAILHOOKS_SCHEMA_SEED", "20240611"))
 MAX_EXAMPLES = int(os.environ.get("MAILHOOKS_SCHEMA_EXAMPLES", "60"))
@@ -73,9 +71,10 @@ def credentials(username: str, key: str, path: str) -> dict[str, str]:
 
 @dataclass
 class Target:
-    """The server under test, its tenant, and real ids the fuzzer may address."""
+    """The app under test, the session reaching it, its tenant, and real ids the fuzzer may address."""
 
-    server: ServerProcess
+    app: InProcessApp
+    session: requests.Session
     tenant: Tenant
     kirim_guids: list[str]
     mailgun_ids: list[str]
@@ -83,6 +82,10 @@ class Target:
 
     def auth_headers(self, path: str) -> dict[str, str]:
         return {} if path in PUBLIC_PATHS else credentials(self.tenant.username, self.tenant.api_key, path)
+
+    def call(self, case: Case, headers: dict[str, str]) -> Any:
+        return case.call_and_validate(base_url=self.app.base_url, session=self.session, headers=headers,
+                                      checks=CHECKS)
 
     def aim(self, case: Case) -> None:
         """Point most cases at the tenant's real domain and real rows; one in four keeps the generated
@@ -107,14 +110,13 @@ class Target:
                 params[name] = real[name]
 
 
-def _seed_rows(server: ServerProcess, tenant: Tenant) -> tuple[list[str], list[str], list[int]]:
+def _seed_rows(app: InProcessApp, tenant: Tenant) -> tuple[list[str], list[str], list[int]]:
     """Real subscriptions and deliveries, made through the API itself."""
-    base = server.base_url
     domain = tenant.domain
     kirim_auth = (tenant.username, tenant.api_key)
     mg_auth = ("api", tenant.api_key)
     guids = []
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with app.client() as client:
         for kind in ("delivered", "opened"):
             resp = client.post(f"/api/domains/{domain}/webhooks", auth=kirim_auth,
                                json={"type": kind, "url": f"http://127.0.0.1:9/{kind}"})
@@ -136,22 +138,23 @@ def _seed_rows(server: ServerProcess, tenant: Tenant) -> tuple[list[str], list[s
 
 
 @pytest.fixture(scope="module")
-def schema_target(module_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    log_dir: Path = tmp_path_factory.mktemp("schema-server")
-    proc = ServerProcess(module_db, log_dir=log_dir,
-                         env={"MAILHOOKS_ALLOW_PRIVATE_TARGETS": "1", "MAILHOOKS_RATE_LIMIT": "1000000/minute",
-                              "MAILHOOKS_DELIVERY_TIMEOUT": "2"})
-    proc.start()
+def schema_target(module_db: str) -> Iterator[Target]:
+    upgrade(module_db)
+    app = InProcessApp(Settings(database_url=module_db, allow_private_targets=True, delivery_timeout=2.0,
+                                rate_limit="1000000/minute", auth_failure_limit="1000000/minute")).start()
+    session = requests.Session()
+    session.mount(app.base_url, app.requests_adapter())
     try:
         tenant = Provisioner(module_db).tenant()
-        yield Target(proc, tenant, *_seed_rows(proc, tenant))
+        yield Target(app, session, tenant, *_seed_rows(app, tenant))
     finally:
-        proc.stop()
+        session.close()
+        app.stop()
 
 
 def _document() -> dict[str, Any]:
     """The OpenAPI document, built at collection time by the same code the server runs (routes only: no
-    database is touched). ``test_served_document_is_the_one_fuzzed`` proves the live server serves it."""
+    database is touched). ``test_served_document_is_the_one_fuzzed`` proves the running app serves it."""
     return create_app(Settings(database_url="sqlite:///unused.db")).openapi()
 
 
@@ -223,7 +226,7 @@ schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)
 
 
 def test_served_document_is_the_one_fuzzed(schema_target: Target) -> None:
-    served = httpx.get(f"{schema_target.server.base_url}/openapi.json", timeout=30)
+    served = schema_target.session.get(f"{schema_target.app.base_url}/openapi.json")
     assert served.status_code == 200
     assert served.json() == _document()
 
@@ -231,8 +234,7 @@ def test_served_document_is_the_one_fuzzed(schema_target: Target) -> None:
 @schema.parametrize()
 def test_openapi_conformance(case: Case, schema_target: Target) -> None:
     schema_target.aim(case)
-    case.call_and_validate(base_url=schema_target.server.base_url, headers=schema_target.auth_headers(case.path),
-                           checks=CHECKS)
+    schema_target.call(case, schema_target.auth_headers(case.path))
 
 
 # ---------------------------------------------------------------------- the answers fuzzing cannot reach
@@ -257,7 +259,7 @@ def _fixed_case(target: Target, method: str, path: str, **kwargs: Any) -> Case:
 def test_bad_credentials_are_documented(schema_target: Target, method: str, path: str) -> None:
     case = _fixed_case(schema_target, method, path)
     bad_key = credentials(schema_target.tenant.username, "mh_not-a-key", path)
-    response = case.call_and_validate(base_url=schema_target.server.base_url, headers=bad_key, checks=CHECKS)
+    response = schema_target.call(case, bad_key)
     assert response.status_code == 401
 
 
@@ -266,6 +268,5 @@ def test_oversized_body_is_documented(schema_target: Target, method: str, path: 
     media_type = next(iter(DOCUMENT["paths"][path][method.lower()]["requestBody"]["content"]))
     body: Any = {"url": "x" * (MAX_BODY + 1)}
     case = _fixed_case(schema_target, method, path, body=body, media_type=media_type)
-    response = case.call_and_validate(base_url=schema_target.server.base_url,
-                                      headers=schema_target.auth_headers(path), checks=CHECKS)
+    response = schema_target.call(case, schema_target.auth_headers(path))
     assert response.status_code == 413
