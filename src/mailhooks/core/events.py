@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mailhooks.core.accounts import find_domain
 from mailhooks.core.errors import DomainNotFound, ValidationFailed
@@ -23,10 +23,7 @@ from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES
 from mailhooks.core.models import Account, Domain, Webhook
 from mailhooks.core.nesting import TOO_DEEP, too_deep
 from mailhooks.core.payloads import canonical_event, dumps, new_event_id
-
-if TYPE_CHECKING:
-    from mailhooks.db.outbox import Outbox
-    from mailhooks.db.store import Store
+from mailhooks.core.ports import DomainLookup
 
 MAX_BATCH = 1000
 MAX_ID_LENGTH = 128
@@ -228,15 +225,24 @@ def unique_events(events: Sequence[NewEvent]) -> list[NewEvent]:
     return out
 
 
+class EventOutbox(Protocol):
+    """Where accepted events are stored (the database's intake): each new event with one delivery per
+    target of ``targets_for``, in one transaction."""
+
+    async def ingest(self, events: Sequence[NewEvent]) -> list[bool]:
+        """Store the events durably; ``True`` per event that was new (a known (domain, id) is left alone)."""
+        ...
+
+
 class Intake:
     """Accepts events for an account: validate, resolve domains, store with the fan-out of
-    ``targets_for`` (one transaction, see ``db.outbox``)."""
+    ``targets_for`` (one transaction, through an ``EventOutbox``)."""
 
     # Domains are never deleted or moved between accounts, so a found domain can be remembered;
     # a miss is not cached (the domain may be added a moment later).
     DOMAIN_CACHE_SECONDS = 60.0
 
-    def __init__(self, store: Store, outbox: Outbox) -> None:
+    def __init__(self, store: DomainLookup, outbox: EventOutbox) -> None:
         self.store = store
         self.outbox = outbox
         self._domains: dict[tuple[int, str], tuple[float, Domain]] = {}

@@ -19,8 +19,8 @@ from mailhooks.core.errors import (
 )
 from mailhooks.core.event_types import MAILGUN_TYPES
 from mailhooks.core.models import Account, Domain, NewWebhook, Webhook
+from mailhooks.core.ports import WebhookStorage
 from mailhooks.core.targets import TargetPolicy, check_target
-from mailhooks.db.store import Store
 
 MAX_URLS_PER_TYPE = 3
 MAX_DESCRIPTION = 1024
@@ -69,7 +69,7 @@ def group_by_type(rows: Iterable[Webhook], types: Sequence[str] = MAILGUN_TYPES)
 
 
 class Subscriptions:
-    def __init__(self, store: Store, policy: TargetPolicy) -> None:
+    def __init__(self, store: WebhookStorage, policy: TargetPolicy) -> None:
         self.store = store
         self.policy = policy
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailhooks.core.errors import Conflict
 from mailhooks.core.models import Account, ApiKey, Domain, NewWebhook, Webhook
+from mailhooks.core.ports import WebhookPlan
 from mailhooks.db import schema as t
 from mailhooks.db.cache import ReadCache
 from mailhooks.db.engine import create_engine, is_postgres
@@ -32,12 +33,6 @@ def _immediate_transactions(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _begin_immediate(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-# Decides a webhook change from the scope's live rows: ``(rows to add, ids to remove)``, optionally with
-# ``{id: position}`` for rows that stay but move in their type's URL list; or raises.
-WebhookPlan = Callable[[list[Webhook]], tuple[Sequence[NewWebhook], Sequence[int]]
-                       | tuple[Sequence[NewWebhook], Sequence[int], Mapping[int, int]]]
 
 
 def _webhook(row: Any) -> Webhook:
