@@ -17,7 +17,7 @@ from mailhooks.core.errors import ValidationFailed, WebhookNotFound
 from mailhooks.core.event_types import KIRIM_TYPES, is_kirim_type
 from mailhooks.core.models import Account, Domain, Webhook
 from mailhooks.core.targets import check_url_syntax
-from mailhooks.worker.sender import send_sample
+from mailhooks.sending import send_sample
 
 router = APIRouter(prefix="/api/domains/{domain}/webhooks", tags=["Kirim.Email"])
 

@@ -21,7 +21,7 @@ from mailhooks.core import accounts as core_accounts
 from mailhooks.core.errors import ValidationFailed
 from mailhooks.core.event_types import mailgun_type
 from mailhooks.core.models import Account, Webhook
-from mailhooks.worker.sender import send_sample
+from mailhooks.sending import send_sample
 
 router = APIRouter(tags=["Mailgun"])
 

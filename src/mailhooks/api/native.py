@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_late
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mailhooks import metrics
 from mailhooks.api.auth import ingest_account, native_account
 from mailhooks.api.responses import JSON, openapi_json
 from mailhooks.api.state import Services, services
@@ -28,7 +29,6 @@ from mailhooks.core.message_ids import message_id
 from mailhooks.core.models import Account
 from mailhooks.core.nesting import TOO_DEEP, is_recursion_error
 from mailhooks.db.outbox import Outbox
-from mailhooks.worker import metrics
 
 log = structlog.get_logger(__name__)
 

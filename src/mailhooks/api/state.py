@@ -12,7 +12,7 @@ from mailhooks.config import Settings
 from mailhooks.core.targets import TargetPolicy
 from mailhooks.core.webhooks import Subscriptions
 from mailhooks.db.store import Store
-from mailhooks.worker.sender import Sender
+from mailhooks.sending import Sender
 
 
 @dataclass

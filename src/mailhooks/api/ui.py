@@ -58,7 +58,7 @@ from mailhooks.core.models import Account, Domain, Webhook
 from mailhooks.db.dashboard import Dashboard, DeliveryFilter
 from mailhooks.db.outbox import Outbox
 from mailhooks.db.sessions import UiSessions
-from mailhooks.worker.sender import SendResult, send_sample
+from mailhooks.sending import SendResult, send_sample
 
 log = structlog.get_logger(__name__)
 

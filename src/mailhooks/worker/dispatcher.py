@@ -40,6 +40,7 @@ import orjson
 import structlog
 from sqlalchemy.engine import make_url
 
+from mailhooks import metrics
 from mailhooks.api.state import Services
 from mailhooks.config import Settings
 from mailhooks.core.deliveries import Claimed, DeliveryStatus, Outcome
@@ -51,8 +52,7 @@ from mailhooks.core.targets import TargetPolicy
 from mailhooks.db.engine import is_unavailable
 from mailhooks.db.outbox import NOTIFY_CHANNEL, Outbox
 from mailhooks.db.store import Store
-from mailhooks.worker import metrics
-from mailhooks.worker.sender import Sender, SendResult
+from mailhooks.sending import Sender, SendResult
 
 log = structlog.get_logger(__name__)
 

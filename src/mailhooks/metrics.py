@@ -1,5 +1,6 @@
-"""Prometheus metrics for deliveries. Counters live in the process that sends (``serve`` or a worker);
-the queue gauges are read from the database at scrape time, so any API process reports them."""
+"""Prometheus metrics for deliveries, shared by the worker and the API without either importing the other.
+Counters live in the process that sends (``serve`` or a worker); the queue gauges are read from the
+database at scrape time, so any API process reports them."""
 
 from __future__ import annotations
 
