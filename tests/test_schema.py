@@ -42,9 +42,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from mailhooks.api.app import create_app
 from mailhooks.api.responses import dialect_for
 from mailhooks.config import Settings
+from mailhooks.services import web_app
 from tests.conftest import BACKENDS, own_database
 from tests.support import (
     Provisioner,
@@ -160,7 +160,7 @@ def schema_target(schema_db: str, tmp_path_factory: pytest.TempPathFactory) -> I
 def _document() -> dict[str, Any]:
     """The OpenAPI document, built at collection time by the same code the server runs (routes only: no
     database is touched). ``test_served_document_is_the_one_fuzzed`` proves the live server serves it."""
-    return create_app(Settings(database_url="sqlite:///unused.db")).openapi()
+    return web_app(Settings(database_url="sqlite:///unused.db")).openapi()
 
 
 # Values that random text rarely hits but that break real servers: NUL (PostgreSQL refuses it in text),

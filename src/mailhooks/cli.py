@@ -63,20 +63,12 @@ def _print(data: dict[str, Any], as_json: bool, text: str) -> None:
 def _run_server(host: str, port: int, dispatcher: bool) -> None:
     import uvicorn
 
-    from mailhooks.api.app import Hook, create_app
-    from mailhooks.bootstrap import bootstrap_hook
+    from mailhooks.services import web_app
     from mailhooks.serving import uvicorn_config
 
     settings = _settings()
     upgrade(settings.database_url)
-    on_start: list[Hook] = [bootstrap_hook(host, port)]
-    on_stop: list[Hook] = []
-    if dispatcher:
-        from mailhooks.worker.dispatcher import start_dispatcher, stop_dispatcher
-
-        on_start.append(start_dispatcher)
-        on_stop.append(stop_dispatcher)
-    application = create_app(settings, on_start=on_start, on_stop=on_stop)
+    application = web_app(settings, dispatcher=dispatcher, bootstrap_at=(host, port))
     uvicorn.Server(uvicorn_config(application, host, port, settings.header_timeout)).run()
 
 
@@ -99,7 +91,7 @@ def api(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -
 def worker() -> None:
     """The dispatcher alone: claims due deliveries and sends them. Run as many as you like on PostgreSQL."""
     configure_logging()
-    from mailhooks.worker.dispatcher import run_worker
+    from mailhooks.services import run_worker
 
     settings = _settings()
     upgrade(settings.database_url)

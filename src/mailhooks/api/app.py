@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import structlog
@@ -19,7 +19,6 @@ from mailhooks.api import kirim, mailgun, native, ui
 from mailhooks.api.auth import RateLimited, Unauthorized
 from mailhooks.api.bodies import BodyLimit
 from mailhooks.api.docs import install_docs
-from mailhooks.api.ratelimit import Budget, RateLimiter
 from mailhooks.api.responses import (
     KIRIM_DOMAIN_NOT_FOUND,
     KIRIM_SERVER_ERROR,
@@ -34,14 +33,9 @@ from mailhooks.api.state import Services
 from mailhooks.api.unhandled import AnswerUnexpectedErrors
 from mailhooks.config import Settings
 from mailhooks.core.errors import Conflict, CoreError, NotFound, ValidationFailed
-from mailhooks.core.targets import TargetPolicy
-from mailhooks.core.webhooks import Subscriptions
 from mailhooks.db import engine as database
-from mailhooks.db.store import Store
 
 log = structlog.get_logger(__name__)
-
-Hook = Callable[[Services], Awaitable[None]]
 
 
 def _not_found(request: Request, exc: NotFound) -> Response:
@@ -140,38 +134,19 @@ def _html_under_ui(handler: Callable[[Request, Exception], Awaitable[Response]]
     return wrapped
 
 
-def build_services(settings: Settings) -> Services:
-    store = Store(settings.database_url, cache=True)
-    policy = TargetPolicy(settings.allow_private_targets, settings.allowed_cidrs)
-    return Services(
-        settings=settings,
-        store=store,
-        policy=policy,
-        subscriptions=Subscriptions(store, policy),
-        limiter=RateLimiter({Budget.MANAGEMENT: settings.rate_limit, Budget.INGEST: settings.ingest_rate_limit,
-                             Budget.AUTH_FAILURES: settings.auth_failure_limit}, settings.redis_url),
-    )
+# Opens the services for the app's lifetime and closes them after: ``mailhooks.services`` provides it.
+ServicesFactory = Callable[[], AbstractAsyncContextManager[Services]]
 
 
-def create_app(settings: Settings | None = None, on_start: list[Hook] | None = None,
-               on_stop: list[Hook] | None = None) -> FastAPI:
-    """Build the app. ``on_start``/``on_stop`` hooks let ``serve`` run the dispatcher in the same loop."""
-    settings = settings or Settings.from_env()
+def create_app(settings: Settings, open_services: ServicesFactory) -> FastAPI:
+    """Build the app. Its services come from ``open_services``, entered by the lifespan: the process's
+    composition root (``mailhooks.services.web_app``) decides what runs beside the API."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = build_services(settings)
-        app.state.services = svc
-        for hook in on_start or []:
-            await hook(svc)
-        try:
+        async with open_services() as svc:
+            app.state.services = svc
             yield
-        finally:
-            for hook in on_stop or []:
-                await hook(svc)
-            if svc.sender is not None:
-                await svc.sender.close()
-            await svc.store.close()
 
     app = FastAPI(
         title="mailhooks",

@@ -4,19 +4,16 @@ Thin: validation and rules live in ``core.events`` / ``core.retry``, SQL in ``db
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any, Literal
 
 import orjson
 import structlog
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailhooks import metrics
 from mailhooks.api.auth import ingest_account, native_account
 from mailhooks.api.responses import JSON, openapi_json
 from mailhooks.api.state import Services, services
@@ -24,7 +21,7 @@ from mailhooks.core.accounts import whsec
 from mailhooks.core.deliveries import DeliveryStatus
 from mailhooks.core.errors import Conflict, NotFound, ValidationFailed
 from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES
-from mailhooks.core.events import ID_PATTERN, MAX_ID_LENGTH, MAX_STRING, MAX_TIMESTAMP, Intake
+from mailhooks.core.events import ID_PATTERN, MAX_ID_LENGTH, MAX_STRING, MAX_TIMESTAMP
 from mailhooks.core.message_ids import message_id
 from mailhooks.core.models import Account
 from mailhooks.core.nesting import TOO_DEEP, is_recursion_error
@@ -71,9 +68,8 @@ async def healthz(svc: Services = Depends(services)) -> Response:
     # Reported, not a reason for 503: without Redis every request is still served (each process counts
     # its own budget), so taking this instance out of rotation would only make things worse.
     checks["rate_limit"] = (await svc.limiter.check()).value
-    dispatcher = svc.extras.get("dispatcher")
-    if dispatcher is not None:
-        problem = dispatcher.health_problem()
+    if svc.dispatcher is not None:
+        problem = svc.dispatcher.health_problem()
         checks["dispatcher"] = problem or "ok"
         healthy = healthy and problem is None
     return JSON({"status": "ok" if healthy else "unhealthy", **checks}, status_code=200 if healthy else 503)
@@ -174,10 +170,7 @@ PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 
 def _outbox(svc: Services) -> Outbox:
-    outbox = svc.extras.get("outbox")
-    if outbox is None:
-        outbox = svc.extras["outbox"] = Outbox(svc.store)
-    return outbox  # type: ignore[no-any-return]
+    return svc.outbox
 
 
 def _cursor(value: str | None) -> int | None:
@@ -221,13 +214,9 @@ async def ingest_events(request: Request, account: Account = Depends(ingest_acco
     except orjson.JSONDecodeError as exc:
         message = TOO_DEEP if is_recursion_error(str(exc)) else "The body must be valid JSON."
         raise ValidationFailed.field("body", message) from exc
-    intake = svc.extras.get("intake")
-    if intake is None:
-        intake = svc.extras["intake"] = Intake(svc.store, _outbox(svc))
-    ids, _many, new = await intake.ingest(account, body)
-    dispatcher = svc.extras.get("dispatcher")
-    if dispatcher is not None and new:
-        dispatcher.wake()
+    ids, _many, new = await svc.intake.ingest(account, body)
+    if svc.dispatcher is not None and new:
+        svc.dispatcher.wake()
     return JSON({"ids": ids}, status_code=202)
 
 
@@ -324,54 +313,8 @@ async def enable_subscription(guid: str = PathParam(..., max_length=64, pattern=
 
 
 def _wake(svc: Services) -> None:
-    dispatcher = svc.extras.get("dispatcher")
-    if dispatcher is not None:
-        dispatcher.wake()
-
-
-# /metrics is anonymous and scraped by anyone who can reach it: counting the due queue (a scan of every
-# due row) on each scrape would let a tight scrape loop load the database. The count is shared: taken at
-# most once per QUEUE_FIGURES_MAX_AGE, by one scrape at a time, the others serving the last figure.
-QUEUE_FIGURES_MAX_AGE = 5.0
-QUEUE_COUNT_DEADLINE = 10.0
-QUEUE_FIGURES_AGE = Gauge("mailhooks_queue_figures_age_seconds",
-                          "Age of the due-queue figures served (they are counted at most every few seconds).")
-QUEUE_COUNTS = Counter("mailhooks_queue_counts", "Times this process counted the due queue for /metrics.")
-
-
-class QueueFigures:
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-        self.due = 0
-        self.oldest: float | None = None  # epoch seconds of the oldest due delivery
-        self.counted_at = 0.0  # monotonic; 0 until the first count
-        self.tried_at = 0.0
-        self._lock = asyncio.Lock()
-
-    def _fresh(self) -> bool:
-        return time.monotonic() - self.tried_at < QUEUE_FIGURES_MAX_AGE
-
-    async def refresh(self) -> None:
-        if self._fresh() or (self._lock.locked() and self.counted_at):
-            return  # recent enough, or another scrape is counting: serve what we have
-        async with self._lock:
-            if self._fresh():
-                return
-            try:
-                async with asyncio.timeout(QUEUE_COUNT_DEADLINE):
-                    self.due, self.oldest = await self.outbox.queue_stats()
-            except Exception as exc:  # still serve the process counters and the last figures
-                log.warning("metrics_queue_stats_failed", error=repr(exc))
-            else:
-                self.counted_at = time.monotonic()
-                QUEUE_COUNTS.inc()
-            finally:
-                self.tried_at = time.monotonic()  # a failing count is not retried by every scrape either
-
-    def export(self) -> None:
-        metrics.DUE_BACKLOG.set(self.due)
-        metrics.OLDEST_DUE_AGE.set(max(0.0, time.time() - self.oldest) if self.oldest is not None else 0.0)
-        QUEUE_FIGURES_AGE.set(time.monotonic() - self.counted_at if self.counted_at else 0.0)
+    if svc.dispatcher is not None:
+        svc.dispatcher.wake()
 
 
 @router.get("/metrics", responses={200: {"description": "Prometheus text format",
@@ -380,9 +323,6 @@ class QueueFigures:
 async def prometheus_metrics(svc: Services = Depends(services)) -> Response:
     """Delivery counters of this process and the queue gauges (counted in the database at most every
     few seconds; ``mailhooks_queue_figures_age_seconds`` says how old they are)."""
-    figures = svc.extras.get("queue_figures")
-    if figures is None:
-        figures = svc.extras["queue_figures"] = QueueFigures(_outbox(svc))
-    await figures.refresh()
-    figures.export()
+    await svc.queue_figures.refresh()
+    svc.queue_figures.export()
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

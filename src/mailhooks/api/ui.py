@@ -1,7 +1,7 @@
 """The web dashboard at ``/ui``: server-rendered pages over the same core and storage functions as the APIs.
 
 Thin, like every edge: subscription rules come from ``core.webhooks``, retry/recover/re-enable from
-``db.outbox``, keys from ``core.accounts``, test sends from ``worker.sender``; the dashboard's own
+``db.outbox``, keys from ``core.accounts``, test sends from ``mailhooks.sending``; the dashboard's own
 read queries live in ``db.dashboard``.
 
 Sessions: sign in with an API key. The session cookie (HttpOnly, SameSite=Lax, Secure over HTTPS) is
@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import json
 import math
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -141,12 +140,7 @@ templates.filters.update(ts=_ts, hm=_hm, hms=_hms, ago=_ago, ms=_ms, pretty=_pre
 
 # ---------------------------------------------------------------------- signing and sessions
 def _secret(svc: Services) -> bytes:
-    secret = svc.extras.get("ui_secret")
-    if secret is None:
-        configured = os.environ.get("MAILHOOKS_SESSION_SECRET", "")
-        secret = hashlib.sha256(configured.encode()).digest() if configured else secrets.token_bytes(32)
-        svc.extras["ui_secret"] = secret
-    return secret  # type: ignore[no-any-return]
+    return svc.ui.secret
 
 
 def _b64(data: bytes) -> str:
@@ -206,10 +200,7 @@ class Session:
 
 
 def _sessions(svc: Services) -> UiSessions:
-    sessions = svc.extras.get("ui_sessions")
-    if sessions is None:
-        sessions = svc.extras["ui_sessions"] = UiSessions(svc.store)
-    return sessions  # type: ignore[no-any-return]
+    return svc.ui.sessions
 
 
 async def current_session(request: Request, svc: Services = Depends(services)) -> Session:
@@ -318,23 +309,16 @@ async def html_error(request: Request, exc: Exception) -> Response:
 
 # ---------------------------------------------------------------------- shared helpers
 def _dash(svc: Services) -> Dashboard:
-    dash = svc.extras.get("dashboard")
-    if dash is None:
-        dash = svc.extras["dashboard"] = Dashboard(svc.store)
-    return dash  # type: ignore[no-any-return]
+    return svc.ui.dashboard
 
 
 def _outbox(svc: Services) -> Outbox:
-    outbox = svc.extras.get("outbox")  # the same instance the native API uses
-    if outbox is None:
-        outbox = svc.extras["outbox"] = Outbox(svc.store)
-    return outbox  # type: ignore[no-any-return]
+    return svc.outbox  # the same instance the native API uses
 
 
 def _wake(svc: Services) -> None:
-    dispatcher = svc.extras.get("dispatcher")
-    if dispatcher is not None:
-        dispatcher.wake()
+    if svc.dispatcher is not None:
+        svc.dispatcher.wake()
 
 
 def _page_number(value: str | None) -> int:

@@ -30,7 +30,6 @@ import collections
 import contextlib
 import os
 import secrets
-import signal
 import socket
 import time
 from collections import Counter
@@ -41,7 +40,6 @@ import structlog
 from sqlalchemy.engine import make_url
 
 from mailhooks import metrics
-from mailhooks.api.state import Services
 from mailhooks.config import Settings
 from mailhooks.core.deliveries import Claimed, DeliveryStatus, Outcome
 from mailhooks.core.message_ids import message_id
@@ -495,44 +493,3 @@ class Dispatcher:
                 await asyncio.sleep(0.05)
         except Exception as exc:
             log.warning("retention_failed", error=repr(exc))
-
-
-# ---------------------------------------------------------------------- hooks for serve / worker
-async def start_dispatcher(svc: Services) -> None:
-    dispatcher = Dispatcher(svc.store, svc.settings, svc.policy)
-    await dispatcher.start()
-    svc.extras["dispatcher"] = dispatcher
-
-
-async def stop_dispatcher(svc: Services) -> None:
-    dispatcher = svc.extras.get("dispatcher")
-    if dispatcher is not None:
-        await dispatcher.stop()
-
-
-async def _worker_main(settings: Settings) -> None:
-    store = Store(settings.database_url)
-    policy = TargetPolicy(settings.allow_private_targets, settings.allowed_cidrs)
-    dispatcher = Dispatcher(store, settings, policy)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await dispatcher.start()
-    try:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 5)
-            problem = dispatcher.health_problem()
-            if problem:
-                log.warning("dispatcher_unhealthy", problem=problem)
-    finally:
-        await dispatcher.stop()
-        await store.close()
-
-
-def run_worker(settings: Settings) -> None:
-    """``mailhooks worker``: the dispatcher alone, on uvloop, until SIGTERM/SIGINT."""
-    import uvloop
-
-    uvloop.run(_worker_main(settings))
