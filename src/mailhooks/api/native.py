@@ -1,6 +1,7 @@
 """The native API: health, metrics, the signing key, event ingest, and deliveries (see and act).
 
-Thin: validation and rules live in ``core.events`` / ``core.retry``, SQL in ``db.outbox``."""
+Thin: validation and rules live in ``core.events`` / ``core.retry``, SQL in ``db.intake``, ``db.deliveries``
+and ``db.queue``."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ from mailhooks.core.events import ID_PATTERN, MAX_ID_LENGTH, MAX_STRING, MAX_TIM
 from mailhooks.core.message_ids import message_id
 from mailhooks.core.models import Account
 from mailhooks.core.nesting import TOO_DEEP, is_recursion_error
-from mailhooks.db.outbox import Outbox
+from mailhooks.db.deliveries import Deliveries
+from mailhooks.db.intake import IntakeStore
+from mailhooks.db.queue import DeliveryQueue, delivery_queue
 from mailhooks.worker import metrics
 
 log = structlog.get_logger(__name__)
@@ -173,11 +176,11 @@ MAX_ID = 2**63 - 1
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 
-def _outbox(svc: Services) -> Outbox:
-    outbox = svc.extras.get("outbox")
-    if outbox is None:
-        outbox = svc.extras["outbox"] = Outbox(svc.store)
-    return outbox  # type: ignore[no-any-return]
+def _deliveries(svc: Services) -> Deliveries:
+    deliveries = svc.extras.get("deliveries")
+    if deliveries is None:
+        deliveries = svc.extras["deliveries"] = Deliveries(svc.store)
+    return deliveries  # type: ignore[no-any-return]
 
 
 def _cursor(value: str | None) -> int | None:
@@ -223,7 +226,7 @@ async def ingest_events(request: Request, account: Account = Depends(ingest_acco
         raise ValidationFailed.field("body", message) from exc
     intake = svc.extras.get("intake")
     if intake is None:
-        intake = svc.extras["intake"] = Intake(svc.store, _outbox(svc))
+        intake = svc.extras["intake"] = Intake(svc.store, IntakeStore(svc.store))
     ids, _many, new = await intake.ingest(account, body)
     dispatcher = svc.extras.get("dispatcher")
     if dispatcher is not None and new:
@@ -240,8 +243,8 @@ async def list_events(
     account: Account = Depends(native_account), svc: Services = Depends(services),
 ) -> Response:
     """The account's events, newest first."""
-    rows = await _outbox(svc).list_events(account.id, await _domain_id(svc, account, domain), event, event_id,
-                                          _cursor(cursor), limit)
+    rows = await _deliveries(svc).list_events(account.id, await _domain_id(svc, account, domain), event, event_id,
+                                              _cursor(cursor), limit)
     # The stored payload is served as the JSON it is (no decode and re-encode): cheaper, and an event
     # stored before nesting was bounded cannot make its page fail to encode.
     items = [{"id": r["event_id"], "domain": r["domain"], "event": r["event_type"], "occurred_at": r["occurred_at"],
@@ -260,11 +263,11 @@ async def list_deliveries(
     account: Account = Depends(native_account), svc: Services = Depends(services),
 ) -> Response:
     """The account's deliveries, newest first; ``webhook`` is a subscription guid."""
-    rows = await _outbox(svc).list_deliveries(
+    rows = await _deliveries(svc).list_deliveries(
         account.id, domain_id=await _domain_id(svc, account, domain), event_id=event_id, status=status,
         webhook_guid=webhook, before=_cursor(cursor), limit=limit)
     next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
-    key = await _outbox(svc).message_id_key()
+    key = await svc.store.message_id_key()
     return JSON({"items": [_delivery(r, key) for r in rows], "next_cursor": next_cursor})
 
 
@@ -272,12 +275,11 @@ async def list_deliveries(
 async def get_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
                        account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
     """One delivery with every attempt."""
-    outbox = _outbox(svc)
-    found = await outbox.get_delivery(account.id, delivery_id)
+    found = await _deliveries(svc).get_delivery(account.id, delivery_id)
     if found is None:
         raise NotFound("Delivery not found", what="delivery")
     row, attempts = found
-    return JSON({**_delivery(row, await outbox.message_id_key()), "attempts": attempts})
+    return JSON({**_delivery(row, await svc.store.message_id_key()), "attempts": attempts})
 
 
 @router.post("/v1/deliveries/{delivery_id}/retry", status_code=202,
@@ -286,16 +288,16 @@ async def get_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
 async def retry_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
                          account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
     """Queue the delivery for one more attempt now (a replay, whatever its status)."""
-    outbox = _outbox(svc)
-    previous = await outbox.requeue(account.id, delivery_id)
+    deliveries = _deliveries(svc)
+    previous = await deliveries.requeue(account.id, delivery_id)
     if previous is None:
         raise NotFound("Delivery not found", what="delivery")
     if previous == "delivering":
         raise Conflict("The delivery is being attempted right now")
     _wake(svc)
-    found = await outbox.get_delivery(account.id, delivery_id)
+    found = await deliveries.get_delivery(account.id, delivery_id)
     assert found is not None
-    return JSON({**_delivery(found[0], await outbox.message_id_key()), "attempts": found[1]}, status_code=202)
+    return JSON({**_delivery(found[0], await svc.store.message_id_key()), "attempts": found[1]}, status_code=202)
 
 
 @router.post("/v1/domains/{domain}/deliveries/recover", status_code=202,
@@ -306,7 +308,7 @@ async def recover_deliveries(domain: str = PathParam(..., max_length=253),
                              svc: Services = Depends(services)) -> Response:
     """Re-queue this domain's failed deliveries created since ``since``, one more attempt each."""
     found = await svc.subscriptions.domain(account, domain)
-    count = await _outbox(svc).recover(account.id, found.id, since)
+    count = await _deliveries(svc).recover(account.id, found.id, since)
     if count:
         _wake(svc)
     return JSON({"requeued": count}, status_code=202)
@@ -318,7 +320,7 @@ async def enable_subscription(guid: str = PathParam(..., max_length=64, pattern=
                               svc: Services = Depends(services)) -> Response:
     """Re-enable a subscription that was disabled (410, or failing for days). Its failed deliveries
     stay failed: recover them with ``POST /v1/domains/{domain}/deliveries/recover``."""
-    if not await _outbox(svc).enable_webhook(account.id, guid):
+    if not await _deliveries(svc).enable_webhook(account.id, guid):
         raise NotFound("Subscription not found", what="webhook")
     return JSON({"guid": guid, "enabled": True})
 
@@ -340,8 +342,8 @@ QUEUE_COUNTS = Counter("mailhooks_queue_counts", "Times this process counted the
 
 
 class QueueFigures:
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
+    def __init__(self, queue: DeliveryQueue) -> None:
+        self.queue = queue
         self.due = 0
         self.oldest: float | None = None  # epoch seconds of the oldest due delivery
         self.counted_at = 0.0  # monotonic; 0 until the first count
@@ -359,7 +361,7 @@ class QueueFigures:
                 return
             try:
                 async with asyncio.timeout(QUEUE_COUNT_DEADLINE):
-                    self.due, self.oldest = await self.outbox.queue_stats()
+                    self.due, self.oldest = await self.queue.queue_stats()
             except Exception as exc:  # still serve the process counters and the last figures
                 log.warning("metrics_queue_stats_failed", error=repr(exc))
             else:
@@ -382,7 +384,7 @@ async def prometheus_metrics(svc: Services = Depends(services)) -> Response:
     few seconds; ``mailhooks_queue_figures_age_seconds`` says how old they are)."""
     figures = svc.extras.get("queue_figures")
     if figures is None:
-        figures = svc.extras["queue_figures"] = QueueFigures(_outbox(svc))
+        figures = svc.extras["queue_figures"] = QueueFigures(delivery_queue(svc.store))
     await figures.refresh()
     figures.export()
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -25,7 +25,7 @@ from mailhooks.core.nesting import TOO_DEEP, too_deep
 from mailhooks.core.payloads import canonical_event, dumps, new_event_id
 
 if TYPE_CHECKING:
-    from mailhooks.db.outbox import Outbox
+    from mailhooks.db.intake import IntakeStore
     from mailhooks.db.store import Store
 
 MAX_BATCH = 1000
@@ -230,13 +230,13 @@ def unique_events(events: Sequence[NewEvent]) -> list[NewEvent]:
 
 class Intake:
     """Accepts events for an account: validate, resolve domains, store with the fan-out of
-    ``targets_for`` (one transaction, see ``db.outbox``)."""
+    ``targets_for`` (one transaction, see ``db.intake``)."""
 
     # Domains are never deleted or moved between accounts, so a found domain can be remembered;
     # a miss is not cached (the domain may be added a moment later).
     DOMAIN_CACHE_SECONDS = 60.0
 
-    def __init__(self, store: Store, outbox: Outbox) -> None:
+    def __init__(self, store: Store, outbox: IntakeStore) -> None:
         self.store = store
         self.outbox = outbox
         self._domains: dict[tuple[int, str], tuple[float, Domain]] = {}
