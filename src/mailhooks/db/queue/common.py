@@ -42,15 +42,8 @@ class SqlQueue:
         self.db = db
 
     async def release_owned(self, owner: str) -> int:
-        now = time.time()
         async with self.db.write() as conn:
-            result = await conn.execute(
-                update(t.deliveries)
-                .where(t.deliveries.c.lease_owner == owner, t.deliveries.c.status == DeliveryStatus.DELIVERING)
-                .values(status=DeliveryStatus.PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None,
-                        updated_at=now)
-            )
-        return int(result.rowcount or 0)
+            return await self._release(conn, owner, None, time.time())
 
     async def purge(self, cutoff: float, batch: int = 1000) -> int:
         d = t.deliveries
@@ -78,17 +71,21 @@ class SqlQueue:
 
     # ------------------------------------------------------------------ parts of ``record``
     @staticmethod
-    async def _release(conn: AsyncConnection, owner: str, releases: Sequence[int], now: float) -> None:
-        """Hand ``releases`` (claimed, not sent) back to the queue, due now, if ``owner`` still holds them."""
-        if not releases:
-            return
+    async def _release(conn: AsyncConnection, owner: str, ids: Sequence[int] | None, now: float) -> int:
+        """Hand claimed rows back to the queue unsent, due now: those of ``ids`` (every one when ``None``)
+        that ``owner`` still holds. Returns how many."""
+        if ids is not None and not ids:
+            return 0
         d = t.deliveries
-        await conn.execute(
-            update(d).where(d.c.id.in_(list(releases)), d.c.lease_owner == owner,
-                            d.c.status == DeliveryStatus.DELIVERING)
+        held = [d.c.lease_owner == owner, d.c.status == DeliveryStatus.DELIVERING]
+        if ids is not None:
+            held.insert(0, d.c.id.in_(list(ids)))
+        result = await conn.execute(
+            update(d).where(*held)
             .values(status=DeliveryStatus.PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None,
                     updated_at=now)
         )
+        return int(result.rowcount or 0)
 
     @staticmethod
     async def _webhook_health(conn: AsyncConnection, outcomes: Sequence[Outcome], now: float,
