@@ -205,7 +205,7 @@ def events_emit(
 ) -> None:
     """Ingest one event for DOMAIN as its owning account (same rules as ``POST /v1/events``)."""
     from mailhooks.core.events import Intake
-    from mailhooks.db.outbox import Outbox
+    from mailhooks.db.intake import IntakeStore
 
     try:
         item: dict[str, Any] = json.loads(data) if data else {}
@@ -224,7 +224,7 @@ def events_emit(
             raise CoreError(f"no domain {domain!r}")
         owner = await store.get_account(owned.account_id)
         assert owner is not None
-        ids, _many, new = await Intake(store, Outbox(store)).ingest(owner, item)
+        ids, _many, new = await Intake(store, IntakeStore(store)).ingest(owner, item)
         return ids[0], bool(new)
 
     emitted, new = _with_store(work)

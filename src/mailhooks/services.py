@@ -34,7 +34,9 @@ from mailhooks.core.events import Intake
 from mailhooks.core.targets import TargetPolicy
 from mailhooks.core.webhooks import Subscriptions
 from mailhooks.db.dashboard import Dashboard
-from mailhooks.db.outbox import Outbox
+from mailhooks.db.deliveries import Deliveries
+from mailhooks.db.intake import IntakeStore
+from mailhooks.db.queue import delivery_queue
 from mailhooks.db.sessions import UiSessions
 from mailhooks.db.store import Store
 from mailhooks.metrics import QueueFigures
@@ -64,7 +66,7 @@ class ProcessServices:
     policy: TargetPolicy
     subscriptions: Subscriptions
     limiter: RateLimiter
-    outbox: Outbox  # one instance: the native API, the dashboard and intake share its group commit
+    deliveries: Deliveries  # reads and actions: one instance for the native API and the dashboard
     intake: Intake
     queue_figures: QueueFigures
     ui: UiServices
@@ -77,13 +79,12 @@ class ProcessServices:
         cache of keys, domains and webhook lists (``db/cache.py``); a lone worker has no use for it."""
         store = Store(settings.database_url, cache=cached_reads)
         policy = TargetPolicy(settings.allow_private_targets, settings.allowed_cidrs)
-        outbox = Outbox(store)
         limits = {Budget.MANAGEMENT: settings.rate_limit, Budget.INGEST: settings.ingest_rate_limit,
                   Budget.AUTH_FAILURES: settings.auth_failure_limit}
         return cls(
             settings=settings, store=store, policy=policy, subscriptions=Subscriptions(store, policy),
-            limiter=RateLimiter(limits, settings.redis_url), outbox=outbox, intake=Intake(store, outbox),
-            queue_figures=QueueFigures(outbox),
+            limiter=RateLimiter(limits, settings.redis_url), deliveries=Deliveries(store),
+            intake=Intake(store, IntakeStore(store)), queue_figures=QueueFigures(delivery_queue(store)),
             ui=UiServices(Dashboard(store), UiSessions(store), session_secret(settings.session_secret)),
         )
 

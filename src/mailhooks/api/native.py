@@ -1,6 +1,7 @@
 """The native API: health, metrics, the signing key, event ingest, and deliveries (see and act).
 
-Thin: validation and rules live in ``core.events`` / ``core.retry``, SQL in ``db.outbox``."""
+Thin: validation and rules live in ``core.events`` / ``core.retry``, SQL in ``db.intake``, ``db.deliveries``
+and ``db.queue``."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from mailhooks.core.events import ID_PATTERN, MAX_ID_LENGTH, MAX_STRING, MAX_TIM
 from mailhooks.core.message_ids import message_id
 from mailhooks.core.models import Account
 from mailhooks.core.nesting import TOO_DEEP, is_recursion_error
-from mailhooks.db.outbox import Outbox
+from mailhooks.db.deliveries import Deliveries
 
 log = structlog.get_logger(__name__)
 
@@ -169,8 +170,8 @@ MAX_ID = 2**63 - 1
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 
-def _outbox(svc: Services) -> Outbox:
-    return svc.outbox
+def _deliveries(svc: Services) -> Deliveries:
+    return svc.deliveries
 
 
 def _cursor(value: str | None) -> int | None:
@@ -229,8 +230,8 @@ async def list_events(
     account: Account = Depends(native_account), svc: Services = Depends(services),
 ) -> Response:
     """The account's events, newest first."""
-    rows = await _outbox(svc).list_events(account.id, await _domain_id(svc, account, domain), event, event_id,
-                                          _cursor(cursor), limit)
+    rows = await _deliveries(svc).list_events(account.id, await _domain_id(svc, account, domain), event, event_id,
+                                              _cursor(cursor), limit)
     # The stored payload is served as the JSON it is (no decode and re-encode): cheaper, and an event
     # stored before nesting was bounded cannot make its page fail to encode.
     items = [{"id": r["event_id"], "domain": r["domain"], "event": r["event_type"], "occurred_at": r["occurred_at"],
@@ -249,11 +250,11 @@ async def list_deliveries(
     account: Account = Depends(native_account), svc: Services = Depends(services),
 ) -> Response:
     """The account's deliveries, newest first; ``webhook`` is a subscription guid."""
-    rows = await _outbox(svc).list_deliveries(
+    rows = await _deliveries(svc).list_deliveries(
         account.id, domain_id=await _domain_id(svc, account, domain), event_id=event_id, status=status,
         webhook_guid=webhook, before=_cursor(cursor), limit=limit)
     next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
-    key = await _outbox(svc).message_id_key()
+    key = await svc.store.message_id_key()
     return JSON({"items": [_delivery(r, key) for r in rows], "next_cursor": next_cursor})
 
 
@@ -261,12 +262,11 @@ async def list_deliveries(
 async def get_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
                        account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
     """One delivery with every attempt."""
-    outbox = _outbox(svc)
-    found = await outbox.get_delivery(account.id, delivery_id)
+    found = await _deliveries(svc).get_delivery(account.id, delivery_id)
     if found is None:
         raise NotFound("Delivery not found", what="delivery")
     row, attempts = found
-    return JSON({**_delivery(row, await outbox.message_id_key()), "attempts": attempts})
+    return JSON({**_delivery(row, await svc.store.message_id_key()), "attempts": attempts})
 
 
 @router.post("/v1/deliveries/{delivery_id}/retry", status_code=202,
@@ -275,16 +275,16 @@ async def get_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
 async def retry_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
                          account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
     """Queue the delivery for one more attempt now (a replay, whatever its status)."""
-    outbox = _outbox(svc)
-    previous = await outbox.requeue(account.id, delivery_id)
+    deliveries = _deliveries(svc)
+    previous = await deliveries.requeue(account.id, delivery_id)
     if previous is None:
         raise NotFound("Delivery not found", what="delivery")
     if previous == "delivering":
         raise Conflict("The delivery is being attempted right now")
     _wake(svc)
-    found = await outbox.get_delivery(account.id, delivery_id)
+    found = await deliveries.get_delivery(account.id, delivery_id)
     assert found is not None
-    return JSON({**_delivery(found[0], await outbox.message_id_key()), "attempts": found[1]}, status_code=202)
+    return JSON({**_delivery(found[0], await svc.store.message_id_key()), "attempts": found[1]}, status_code=202)
 
 
 @router.post("/v1/domains/{domain}/deliveries/recover", status_code=202,
@@ -295,7 +295,7 @@ async def recover_deliveries(domain: str = PathParam(..., max_length=253),
                              svc: Services = Depends(services)) -> Response:
     """Re-queue this domain's failed deliveries created since ``since``, one more attempt each."""
     found = await svc.subscriptions.domain(account, domain)
-    count = await _outbox(svc).recover(account.id, found.id, since)
+    count = await _deliveries(svc).recover(account.id, found.id, since)
     if count:
         _wake(svc)
     return JSON({"requeued": count}, status_code=202)
@@ -307,7 +307,7 @@ async def enable_subscription(guid: str = PathParam(..., max_length=64, pattern=
                               svc: Services = Depends(services)) -> Response:
     """Re-enable a subscription that was disabled (410, or failing for days). Its failed deliveries
     stay failed: recover them with ``POST /v1/domains/{domain}/deliveries/recover``."""
-    if not await _outbox(svc).enable_webhook(account.id, guid):
+    if not await _deliveries(svc).enable_webhook(account.id, guid):
         raise NotFound("Subscription not found", what="webhook")
     return JSON({"guid": guid, "enabled": True})
 

@@ -20,7 +20,7 @@ from mailhooks.core.events import Intake
 from mailhooks.core.targets import TargetPolicy
 from mailhooks.core.webhooks import Subscriptions
 from mailhooks.db.dashboard import Dashboard
-from mailhooks.db.outbox import Outbox
+from mailhooks.db.deliveries import Deliveries
 from mailhooks.db.sessions import UiSessions
 from mailhooks.db.store import Store
 from mailhooks.metrics import QueueFigures
@@ -65,8 +65,9 @@ class Services(Protocol):
     def limiter(self) -> RateLimiter: ...
 
     @property
-    def outbox(self) -> Outbox:
-        """The delivery queue and its reads: one instance for the native API and the dashboard."""
+    def deliveries(self) -> Deliveries:
+        """Delivery reads and actions (retry, recover, re-enable): one instance for the native API and the
+        dashboard."""
 
     @property
     def intake(self) -> Intake: ...

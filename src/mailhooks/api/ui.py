@@ -1,7 +1,7 @@
 """The web dashboard at ``/ui``: server-rendered pages over the same core and storage functions as the APIs.
 
 Thin, like every edge: subscription rules come from ``core.webhooks``, retry/recover/re-enable from
-``db.outbox``, keys from ``core.accounts``, test sends from ``mailhooks.sending``; the dashboard's own
+``db.deliveries``, keys from ``core.accounts``, test sends from ``mailhooks.sending``; the dashboard's own
 read queries live in ``db.dashboard``.
 
 Sessions: sign in with an API key. The session cookie (HttpOnly, SameSite=Lax, Secure over HTTPS) is
@@ -55,7 +55,7 @@ from mailhooks.core.errors import CoreError, NotFound, ValidationFailed
 from mailhooks.core.event_types import CANONICAL, MAILGUN_TYPES
 from mailhooks.core.models import Account, Domain, Webhook
 from mailhooks.db.dashboard import Dashboard, DeliveryFilter
-from mailhooks.db.outbox import Outbox
+from mailhooks.db.deliveries import Deliveries
 from mailhooks.db.sessions import UiSessions
 from mailhooks.sending import SendResult, send_sample
 
@@ -312,8 +312,8 @@ def _dash(svc: Services) -> Dashboard:
     return svc.ui.dashboard
 
 
-def _outbox(svc: Services) -> Outbox:
-    return svc.outbox  # the same instance the native API uses
+def _deliveries(svc: Services) -> Deliveries:
+    return svc.deliveries  # the same instance the native API uses
 
 
 def _wake(svc: Services) -> None:
@@ -579,7 +579,7 @@ async def enable_domain_webhook(request: Request, name: str = _name_param(), gui
     await form_of(request, session)
     domain = await _domain(svc, session, name)
     row = await svc.subscriptions.get_row(session.account, domain, guid)
-    await _outbox(svc).enable_webhook(session.account.id, row.guid)
+    await _deliveries(svc).enable_webhook(session.account.id, row.guid)
     return redirect(request, _domain_path(domain),
                     f"Webhook re-enabled: {row.url}. Deliveries that failed while it was disabled stay failed: "
                     "recover them from the deliveries page.")
@@ -691,7 +691,7 @@ async def enable_account_webhook(request: Request, group_id: str = _guid_param()
     await form_of(request, session)
     group = _group(await svc.subscriptions.account_group(session.account, group_id))
     for row in group.disabled:
-        await _outbox(svc).enable_webhook(session.account.id, row.guid)
+        await _deliveries(svc).enable_webhook(session.account.id, row.guid)
     return redirect(request, f"{PREFIX}/webhooks", f"Account-level webhook re-enabled: {group.url}")
 
 
@@ -754,7 +754,7 @@ async def delivery_page(request: Request, delivery_id: int = PathParam(..., ge=1
 async def retry_delivery(request: Request, delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
                          session: Session = Depends(current_session), svc: Services = Depends(services)) -> Response:
     await form_of(request, session)
-    previous = await _outbox(svc).requeue(session.account.id, delivery_id)
+    previous = await _deliveries(svc).requeue(session.account.id, delivery_id)
     if previous is None:
         raise NotFound("Delivery not found", what="delivery")
     to = f"{PREFIX}/deliveries/{delivery_id}"
@@ -773,7 +773,7 @@ async def recover(request: Request, session: Session = Depends(current_session),
     to = f"{PREFIX}/deliveries?{urlencode({'domain': domain.name})}"
     if since is None:
         return redirect(request, to, "Give the time to recover failed deliveries from.", "error")
-    count = await _outbox(svc).recover(session.account.id, domain.id, since)
+    count = await _deliveries(svc).recover(session.account.id, domain.id, since)
     if count:
         _wake(svc)
     return redirect(request, to, f"{count} failed deliver{'y' if count == 1 else 'ies'} of {domain.name} "

@@ -37,7 +37,6 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy.engine import make_url
 
 from mailhooks import metrics
 from mailhooks.config import Settings
@@ -47,8 +46,9 @@ from mailhooks.core.payloads import PreparedEvent
 from mailhooks.core.retry import FailureKind, decide
 from mailhooks.core.storable import storable_text
 from mailhooks.core.targets import TargetPolicy
+from mailhooks.db.database import DELIVERIES_CHANNEL
 from mailhooks.db.engine import is_unavailable
-from mailhooks.db.outbox import NOTIFY_CHANNEL, Outbox
+from mailhooks.db.queue import delivery_queue
 from mailhooks.db.store import Store
 from mailhooks.sending import Sender, SendResult
 
@@ -59,7 +59,6 @@ FLUSH_MAX = 1000  # at most this many outcomes per write transaction
 RETENTION_EVERY = 60.0
 RETENTION_BATCHES = 20
 DB_BACKOFF_MAX = 5.0
-LISTEN_TIMEOUT = 5.0
 LISTEN_RETRY = 5.0  # seconds between attempts to re-establish LISTEN
 # While some URLs are at their cap, claims skip their rows but look only at the first HEAD_WINDOW x batch
 # due rows (a bounded scan however large the backlog); at most every FULL_SCAN_EVERY seconds a claim looks
@@ -78,7 +77,7 @@ class Dispatcher:
         self.store = store
         self.settings = settings
         self.policy = policy
-        self.outbox = Outbox(store)
+        self.queue = delivery_queue(store)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.capacity = max(1, settings.worker_concurrency)
         self.batch_size = max(1, settings.worker_batch_size)
@@ -147,7 +146,7 @@ class Dispatcher:
         for _ in range(3):
             try:
                 await self.flush()
-                await self.outbox.release_owned(self.owner)
+                await self.queue.release_owned(self.owner)
                 break
             except Exception as exc:  # the database may be going down too; leases expire anyway
                 log.warning("dispatcher_final_flush_failed", error=repr(exc))
@@ -180,13 +179,9 @@ class Dispatcher:
     # ------------------------------------------------------------------ wake-ups
     async def _listen(self) -> None:
         """LISTEN on the ingest channel with a dedicated asyncpg connection (polling covers any gap)."""
-        import asyncpg
-
         self._next_listen = time.monotonic() + LISTEN_RETRY
-        dsn = make_url(self.store.url).set(drivername="postgresql").render_as_string(hide_password=False)
         try:
-            self._listener = await asyncpg.connect(dsn, timeout=LISTEN_TIMEOUT)
-            await self._listener.add_listener(NOTIFY_CHANNEL, lambda *_args: self.wake_event.set())
+            self._listener = await self.store.listen(DELIVERIES_CHANNEL, lambda *_args: self.wake_event.set())
         except Exception as exc:
             log.warning("dispatcher_listen_failed", error=repr(exc))
             self._listener = None
@@ -231,13 +226,13 @@ class Dispatcher:
 
     async def _claim(self, limit: int) -> list[Claimed]:
         if not self.message_id_key:  # here, so that a database down at start is retried like a claim
-            self.message_id_key = await self.outbox.message_id_key()
+            self.message_id_key = await self.store.message_id_key()
         saturated = self._saturated()
-        batch = await self.outbox.claim(self.owner, limit, self.lease_seconds, saturated,
+        batch = await self.queue.claim(self.owner, limit, self.lease_seconds, saturated,
                                         head=HEAD_WINDOW * self.batch_size)
         if saturated and len(batch) < limit and time.monotonic() >= self._next_full_scan:
             self._next_full_scan = time.monotonic() + FULL_SCAN_EVERY
-            batch += await self.outbox.claim(self.owner, limit - len(batch), self.lease_seconds, saturated)
+            batch += await self.queue.claim(self.owner, limit - len(batch), self.lease_seconds, saturated)
         return batch
 
     def _saturated(self) -> list[int]:
@@ -415,7 +410,7 @@ class Dispatcher:
         are written and the refused row without its outside text (``_record_isolated``)."""
         disable_after = self.settings.disable_after_seconds
         try:
-            await self.outbox.record(self.owner, outcomes, releases, disable_after)
+            await self.queue.record(self.owner, outcomes, releases, disable_after)
             return
         except Exception as exc:
             if is_unavailable(exc):
@@ -435,7 +430,7 @@ class Dispatcher:
         try:
             if releases:  # ids only: nothing in them for the database to refuse
                 try:
-                    await self.outbox.record(self.owner, (), releases)
+                    await self.queue.record(self.owner, (), releases)
                 except Exception as exc:
                     if is_unavailable(exc):
                         raise
@@ -444,7 +439,7 @@ class Dispatcher:
             while chunks:
                 chunk = chunks[0]
                 try:
-                    await self.outbox.record(self.owner, chunk, (), disable_after)
+                    await self.queue.record(self.owner, chunk, (), disable_after)
                 except Exception as exc:
                     if is_unavailable(exc):
                         raise
@@ -464,7 +459,7 @@ class Dispatcher:
         refused (a bug, or its delivery row is gone), it is dropped: its lease runs out and it is sent
         again, so it is late but not lost, and it holds up nobody."""
         try:
-            await self.outbox.record(self.owner, [outcome.without_outside_text()], (),
+            await self.queue.record(self.owner, [outcome.without_outside_text()], (),
                                      self.settings.disable_after_seconds)
         except Exception as exc:
             if is_unavailable(exc):
@@ -488,7 +483,7 @@ class Dispatcher:
     async def _purge(self, cutoff: float) -> None:
         try:
             for _ in range(RETENTION_BATCHES):
-                if self.stopping or not await self.outbox.purge(cutoff):
+                if self.stopping or not await self.queue.purge(cutoff):
                     break
                 await asyncio.sleep(0.05)
         except Exception as exc:
