@@ -5,12 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import structlog
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,6 +17,7 @@ from mailhooks.api import kirim, mailgun, native, ui
 from mailhooks.api.auth import RateLimited, Unauthorized
 from mailhooks.api.bodies import BodyLimit
 from mailhooks.api.docs import install_docs
+from mailhooks.api.openapi import install_openapi
 from mailhooks.api.ratelimit import Budget, RateLimiter
 from mailhooks.api.responses import (
     KIRIM_DOMAIN_NOT_FOUND,
@@ -197,20 +196,5 @@ def create_app(settings: Settings | None = None, on_start: list[Hook] | None = N
     # Added last, so outermost of ours: every unexpected error is answered without dropping the connection.
     app.add_middleware(AnswerUnexpectedErrors, answer=_html_under_ui(_server_error))
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        components = schema.setdefault("components", {})
-        schemas = components.setdefault("schemas", {})
-        schemas.update(mailgun.OPENAPI_SCHEMAS)
-        schemas.update(kirim.OPENAPI_SCHEMAS)
-        schemas.update(native.OPENAPI_SCHEMAS)
-        components["securitySchemes"] = {"basicAuth": {"type": "http", "scheme": "basic"},
-                                         "bearerAuth": {"type": "http", "scheme": "bearer"}}
-        schema["security"] = [{"basicAuth": []}, {"bearerAuth": []}]
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    install_openapi(app)
     return app

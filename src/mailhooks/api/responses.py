@@ -91,8 +91,3 @@ def validation_error(path: str, errors: dict[str, list[str]], message: str | Non
         return MailgunJSON({"message": first}, status_code=400)
     return error_response(path, 422, first, errors=errors, kirim_message=KIRIM_VALIDATION_FAILED)
 
-
-def openapi_json(schema: str, description: str = "OK") -> dict[str, Any]:
-    """An OpenAPI response object whose JSON body is ``#/components/schemas/{schema}``."""
-    ref = {"$ref": f"#/components/schemas/{schema}"}
-    return {"description": description, "content": {"application/json": {"schema": ref}}}
