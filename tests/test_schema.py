@@ -43,7 +43,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from mailhooks.api.app import create_app
-from mailhooks.api.responses import dialect_for
+from mailhooks.api.dialects import dialect_for
 from mailhooks.config import Settings
 from tests.conftest import BACKENDS, own_database
 from tests.support import (

@@ -42,6 +42,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from mailhooks.api.auth import RateLimited, Unauthorized, count_failed_sign_in, refuse_throttled_address
+from mailhooks.api.dialects import Dialect, errors_of
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import (
     KEY_PREFIX_LENGTH,
@@ -515,12 +516,14 @@ async def domain_page(request: Request, name: str = _name_param(), session: Sess
                   types=CANONICAL, formats=PAYLOAD_FORMATS)
 
 
-def _form_error(request: Request, exc: CoreError, to: str) -> Response:
+def _form_error(request: Request, exc: CoreError, to: str, dialect: Dialect) -> Response:
+    """A failed form as a flash message, in the words of the API ``dialect`` whose calls the form makes."""
     if isinstance(exc, NotFound):
         raise exc
-    message = exc.message
+    words = errors_of(dialect)
+    message = words.words(exc)
     if isinstance(exc, ValidationFailed) and exc.errors:
-        message = "; ".join(m for msgs in exc.errors.values() for m in msgs)
+        message = "; ".join(m for msgs in words.field_errors(exc).values() for m in msgs)
     return redirect(request, to, message, "error")
 
 
@@ -538,7 +541,7 @@ async def create_domain_webhook(request: Request, name: str = _name_param(),
         row = await svc.subscriptions.create_row(session.account, domain, event_type, _field(form, "url"),
                                                  payload_format)
     except CoreError as exc:
-        return _form_error(request, exc, _domain_path(domain))
+        return _form_error(request, exc, _domain_path(domain), Dialect.KIRIM)
     return redirect(request, _domain_path(domain), f"Webhook created: {row.event_type} → {row.url}")
 
 
@@ -562,7 +565,7 @@ async def edit_domain_webhook(request: Request, name: str = _name_param(), guid:
         row = await svc.subscriptions.update_row(session.account, domain, guid,
                                                  _check_type(_field(form, "event_type")), _field(form, "url"))
     except CoreError as exc:
-        return _form_error(request, exc, f"{_domain_path(domain)}/webhooks/{guid}")
+        return _form_error(request, exc, f"{_domain_path(domain)}/webhooks/{guid}", Dialect.KIRIM)
     return redirect(request, _domain_path(domain), f"Webhook updated: {row.event_type} → {row.url}")
 
 
@@ -651,7 +654,7 @@ async def create_account_webhook(request: Request, session: Session = Depends(cu
         rows = await svc.subscriptions.create_account_webhook(session.account, _field(form, "url"), _types_of(form),
                                                               _field(form, "description") or None)
     except CoreError as exc:
-        return _form_error(request, exc, f"{PREFIX}/webhooks")
+        return _form_error(request, exc, f"{PREFIX}/webhooks", Dialect.MAILGUN)
     return redirect(request, f"{PREFIX}/webhooks", f"Account-level webhook created: {rows[0].url}")
 
 
@@ -674,7 +677,7 @@ async def edit_account_webhook(request: Request, group_id: str = _guid_param(),
         rows = await svc.subscriptions.replace_account_webhook(session.account, group_id, _field(form, "url"),
                                                                _types_of(form), _field(form, "description"))
     except CoreError as exc:
-        return _form_error(request, exc, f"{PREFIX}/webhooks/{group_id}")
+        return _form_error(request, exc, f"{PREFIX}/webhooks/{group_id}", Dialect.MAILGUN)
     return redirect(request, f"{PREFIX}/webhooks", f"Account-level webhook updated: {rows[0].url}")
 
 
