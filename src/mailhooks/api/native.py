@@ -22,11 +22,12 @@ from mailhooks.api.openapi.native import AUTH_ERRORS, ERRORS, INGEST_BODY, METRI
 from mailhooks.api.responses import JSON
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import whsec
-from mailhooks.core.errors import Conflict, NotFound, ValidationFailed
+from mailhooks.core.errors import DeliveryNotFound, NotFound, ValidationFailed
 from mailhooks.core.events import Intake
 from mailhooks.core.message_ids import message_id
 from mailhooks.core.models import Account
 from mailhooks.core.nesting import TOO_DEEP, is_recursion_error
+from mailhooks.core.replay import retry_now
 from mailhooks.db.outbox import Outbox
 from mailhooks.worker import metrics
 
@@ -180,7 +181,7 @@ async def get_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
     outbox = _outbox(svc)
     found = await outbox.get_delivery(account.id, delivery_id)
     if found is None:
-        raise NotFound("Delivery not found", what="delivery")
+        raise DeliveryNotFound()
     row, attempts = found
     return JSON({**_delivery(row, await outbox.message_id_key()), "attempts": attempts})
 
@@ -192,11 +193,7 @@ async def retry_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
                          account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
     """Queue the delivery for one more attempt now (a replay, whatever its status)."""
     outbox = _outbox(svc)
-    previous = await outbox.requeue(account.id, delivery_id)
-    if previous is None:
-        raise NotFound("Delivery not found", what="delivery")
-    if previous == "delivering":
-        raise Conflict("The delivery is being attempted right now")
+    await retry_now(outbox, account.id, delivery_id)
     _wake(svc)
     found = await outbox.get_delivery(account.id, delivery_id)
     assert found is not None

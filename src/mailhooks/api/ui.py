@@ -53,9 +53,10 @@ from mailhooks.core.accounts import (
     whsec,
 )
 from mailhooks.core.deliveries import DeliveryStatus
-from mailhooks.core.errors import CoreError, NotFound, ValidationFailed
+from mailhooks.core.errors import CoreError, DeliveryInFlight, NotFound, ValidationFailed
 from mailhooks.core.event_types import CANONICAL, MAILGUN_TYPES
 from mailhooks.core.models import Account, Domain, Webhook
+from mailhooks.core.replay import retry_now
 from mailhooks.db.dashboard import Dashboard, DeliveryFilter
 from mailhooks.db.outbox import Outbox
 from mailhooks.db.sessions import UiSessions
@@ -773,11 +774,10 @@ async def delivery_page(request: Request, delivery_id: int = PathParam(..., ge=1
 async def retry_delivery(request: Request, delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
                          session: Session = Depends(current_session), svc: Services = Depends(services)) -> Response:
     await form_of(request, session)
-    previous = await _outbox(svc).requeue(session.account.id, delivery_id)
-    if previous is None:
-        raise NotFound("Delivery not found", what="delivery")
     to = f"{PREFIX}/deliveries/{delivery_id}"
-    if previous == DeliveryStatus.DELIVERING:
+    try:
+        await retry_now(_outbox(svc), session.account.id, delivery_id)
+    except DeliveryInFlight:
         return redirect(request, to, "This delivery is being attempted right now; try again in a moment.", "error")
     _wake(svc)
     return redirect(request, to, "Queued for another attempt now.")
