@@ -15,7 +15,7 @@ from mailhooks.api.openapi.kirim import json_body, responses
 from mailhooks.api.responses import JSON
 from mailhooks.api.state import Services, services
 from mailhooks.core.errors import ValidationFailed, WebhookNotFound
-from mailhooks.core.event_types import KIRIM_TYPES, is_kirim_type
+from mailhooks.core.event_types import KIRIM_TYPES, parse_type
 from mailhooks.core.models import Account, Domain, Webhook
 from mailhooks.core.targets import check_url_syntax
 from mailhooks.worker.sender import send_sample
@@ -49,7 +49,7 @@ def _validate(data: dict[str, Any], required: tuple[str, ...], allowed: tuple[st
     for key in required:
         if data.get(key) in (None, ""):
             errors.setdefault(key, []).append(f"The {key.replace('_', ' ')} field is required.")
-    if type_field in data and data[type_field] not in (None, "") and not is_kirim_type(data[type_field]):
+    if type_field in data and data[type_field] not in (None, "") and parse_type(data[type_field], KIRIM_TYPES) is None:
         errors.setdefault(type_field, []).append(f"The selected {type_field.replace('_', ' ')} is invalid.")
     if "url" in data and data["url"] not in (None, ""):
         try:
@@ -81,7 +81,7 @@ async def list_webhooks(
 ) -> Response:
     subs = svc.subscriptions
     dom = await subs.domain(account, domain)
-    if type is not None and not is_kirim_type(type):
+    if type is not None and parse_type(type, KIRIM_TYPES) is None:
         raise ValidationFailed({"type": [TYPE_INVALID]}, "Validation failed.")
     rows = await subs.list_rows(account, dom, KIRIM_TYPES, type)
     data = [webhook_json(row, account, dom) for row in rows]

@@ -20,7 +20,7 @@ from mailhooks.api.responses import MailgunJSON
 from mailhooks.api.state import Services, services
 from mailhooks.core import accounts as core_accounts
 from mailhooks.core.errors import ValidationFailed
-from mailhooks.core.event_types import mailgun_type
+from mailhooks.core.event_types import MAILGUN_ALIASES, MAILGUN_TYPES, parse_type
 from mailhooks.core.models import Account, Webhook
 from mailhooks.worker.sender import send_sample
 
@@ -46,8 +46,13 @@ async def _form(request: Request) -> Form:
     return form
 
 
+def _mailgun_type(name: str) -> str | None:
+    """A Mailgun webhook name or legacy alias (answered with the new name), blanks around it ignored."""
+    return parse_type(name.strip(), MAILGUN_TYPES, MAILGUN_ALIASES)
+
+
 def _webhook_name(name: str) -> str:
-    event_type = mailgun_type(name)
+    event_type = _mailgun_type(name)
     if event_type is None:
         raise MailgunBadRequest(f"Invalid webhook name '{name}'")
     return event_type
@@ -66,7 +71,7 @@ def _event_types(values: Sequence[str]) -> list[str]:
         raise _missing("event_types")
     out = []
     for name in names:
-        event_type = mailgun_type(name)
+        event_type = _mailgun_type(name)
         if event_type is None:
             raise MailgunBadRequest(f"Invalid event type '{name}'")
         out.append(event_type)

@@ -54,7 +54,7 @@ from mailhooks.core.accounts import (
 )
 from mailhooks.core.deliveries import DeliveryStatus
 from mailhooks.core.errors import CoreError, DeliveryInFlight, NotFound, ValidationFailed
-from mailhooks.core.event_types import CANONICAL, MAILGUN_TYPES
+from mailhooks.core.event_types import CANONICAL, MAILGUN_TYPES, parse_type
 from mailhooks.core.models import Account, Domain, Webhook
 from mailhooks.core.replay import retry_now
 from mailhooks.db.dashboard import Dashboard, DeliveryFilter
@@ -365,7 +365,7 @@ async def _first_domain(svc: Services, account: Account) -> Domain:
 
 
 def _check_type(event_type: str, allowed: tuple[str, ...] = CANONICAL) -> str:
-    if event_type not in allowed:
+    if parse_type(event_type, allowed) is None:
         raise ValidationFailed.field("event_type", f"Choose an event type: {', '.join(allowed)}.")
     return event_type
 
