@@ -13,12 +13,13 @@ from mailhooks.api.auth import kirim_account
 from mailhooks.api.bodies import as_dict, read_json
 from mailhooks.api.openapi.kirim import json_body, responses
 from mailhooks.api.responses import JSON
+from mailhooks.api.samples import send_test
 from mailhooks.api.state import Services, services
 from mailhooks.core.errors import ValidationFailed, WebhookNotFound
 from mailhooks.core.event_types import KIRIM_TYPES, parse_type
 from mailhooks.core.models import Account, Domain, Webhook
+from mailhooks.core.payloads import PayloadFormat
 from mailhooks.core.targets import check_url_syntax
-from mailhooks.worker.sender import send_sample
 
 router = APIRouter(prefix="/api/domains/{domain}/webhooks", tags=["Kirim.Email"])
 
@@ -106,8 +107,7 @@ async def test_webhook(request: Request, domain: str = DomainPath, account: Acco
     subs = svc.subscriptions
     dom = await subs.domain(account, domain)
     data = _validate(as_dict(await read_json(request)), ("url", "event_type"), ("url", "event_type"), "event_type")
-    (url,) = await subs.check_urls([data["url"]])
-    result = await send_sample(svc.require_sender(), account, dom, data["event_type"], url, "kirim")
+    url, result = await send_test(svc, account, dom, data["event_type"], data["url"], PayloadFormat.KIRIM)
     payload = {"url": url, "event_type": data["event_type"], "response_status": result.status_code or 0,
                "response_time": int(round(result.duration_ms))}
     if result.ok:

@@ -17,12 +17,13 @@ from mailhooks.api.auth import mailgun_account
 from mailhooks.api.bodies import Form, read_form
 from mailhooks.api.openapi.mailgun import ALL_QUERY, FORM_BODY, IDS_QUERY, URL_QUERY, responses
 from mailhooks.api.responses import MailgunJSON
+from mailhooks.api.samples import send_test
 from mailhooks.api.state import Services, services
 from mailhooks.core import accounts as core_accounts
 from mailhooks.core.errors import ValidationFailed
 from mailhooks.core.event_types import MAILGUN_ALIASES, MAILGUN_TYPES, parse_type
 from mailhooks.core.models import Account, Webhook
-from mailhooks.worker.sender import send_sample
+from mailhooks.core.payloads import PayloadFormat
 
 router = APIRouter(tags=["Mailgun"])
 
@@ -106,7 +107,7 @@ async def create_webhook(request: Request, domain: str = DomainPath, account: Ac
     form = await _form(request)
     name = form.get("id")
     if not name and form.getlist("event_types"):
-        # The official Python SDK sends its v4 calls to /v3 paths (spec/mailgun.md §6.1): serve them as v4.
+        # The Python SDK sends v4 calls to /v3 paths: served as v4 (docs/dialects/mailgun.md#v4-calls-sent-to-v3-paths).
         return await _v4_add(form, domain, account, svc)
     if not name:
         raise _missing("id")
@@ -172,8 +173,7 @@ async def test_webhook(request: Request, domain: str = DomainPath, name: str = N
     urls = [u.strip() for u in form.getlist("url") if u.strip()]
     if not urls:
         urls = await subs.urls_of_type(account, dom, event_type)
-    (url,) = await subs.check_urls(urls[:1])
-    result = await send_sample(svc.require_sender(), account, dom, event_type, url, "mailgun")
+    url, result = await send_test(svc, account, dom, event_type, urls[0], PayloadFormat.MAILGUN)
     code = result.status_code or 0
     message = (f"Webhook test succeeded: {url} answered {code}" if result.ok
                else f"Webhook test failed: {result.error or f'{url} answered {code}'}")

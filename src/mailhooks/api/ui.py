@@ -43,6 +43,7 @@ from starlette.staticfiles import StaticFiles
 
 from mailhooks.api.auth import RateLimited, Unauthorized, count_failed_sign_in, refuse_throttled_address
 from mailhooks.api.dialects import Dialect, errors_of
+from mailhooks.api.samples import send_test
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import (
     KEY_PREFIX_LENGTH,
@@ -56,11 +57,12 @@ from mailhooks.core.deliveries import DeliveryStatus
 from mailhooks.core.errors import CoreError, DeliveryInFlight, NotFound, ValidationFailed
 from mailhooks.core.event_types import CANONICAL, MAILGUN_TYPES, parse_type
 from mailhooks.core.models import Account, Domain, Webhook
+from mailhooks.core.payloads import PayloadFormat
 from mailhooks.core.replay import retry_now
 from mailhooks.db.dashboard import Dashboard, DeliveryFilter
 from mailhooks.db.outbox import Outbox
 from mailhooks.db.sessions import UiSessions
-from mailhooks.worker.sender import SendResult, send_sample
+from mailhooks.worker.sender import SendResult
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +72,7 @@ SESSION_COOKIE = "mh_session"
 LOGIN_COOKIE = "mh_login"
 FLASH_COOKIE = "mh_flash"
 SESSION_SECONDS = 12 * 3600
-PAYLOAD_FORMATS = ("mailgun", "kirim")
+PAYLOAD_FORMATS = tuple(PayloadFormat)
 PAGE_SIZE = 20
 DELIVERIES_PAGE = 25
 MAX_ID = 2**63 - 1
@@ -536,11 +538,11 @@ async def create_domain_webhook(request: Request, name: str = _name_param(),
     domain = await _domain(svc, session, name)
     try:
         event_type = _check_type(_field(form, "event_type"))
-        payload_format = _field(form, "payload_format") or "mailgun"
+        payload_format = _field(form, "payload_format") or PayloadFormat.MAILGUN
         if payload_format not in PAYLOAD_FORMATS:
             raise ValidationFailed.field("payload_format", "Choose mailgun or kirim.")
         row = await svc.subscriptions.create_row(session.account, domain, event_type, _field(form, "url"),
-                                                 payload_format)
+                                                 PayloadFormat(payload_format))
     except CoreError as exc:
         return _form_error(request, exc, _domain_path(domain), Dialect.KIRIM)
     return redirect(request, _domain_path(domain), f"Webhook created: {row.event_type} → {row.url}")
@@ -587,8 +589,8 @@ async def test_domain_webhook(request: Request, name: str = _name_param(), guid:
     await form_of(request, session)
     domain = await _domain(svc, session, name)
     row = await svc.subscriptions.get_row(session.account, domain, guid)
-    result = await send_sample(svc.require_sender(), session.account, domain, row.event_type, row.url,
-                               row.payload_format)
+    _, result = await send_test(svc, session.account, domain, row.event_type, row.url, row.payload_format,
+                                check_url=False)
     return redirect(request, _domain_path(domain), *_test_message(row.url, result))
 
 
@@ -699,8 +701,8 @@ async def test_account_webhook(request: Request, group_id: str = _guid_param(),
     await form_of(request, session)
     group = _group(await svc.subscriptions.account_group(session.account, group_id))
     domain = await _first_domain(svc, session.account)
-    result = await send_sample(svc.require_sender(), session.account, domain, group.types[0], group.url,
-                               group.rows[0].payload_format)
+    _, result = await send_test(svc, session.account, domain, group.types[0], group.url,
+                                group.rows[0].payload_format, check_url=False)
     return redirect(request, f"{PREFIX}/webhooks", *_test_message(group.url, result))
 
 

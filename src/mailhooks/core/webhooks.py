@@ -15,6 +15,7 @@ from mailhooks.core.accounts import find_domain
 from mailhooks.core.errors import TooManyUrls, TypeExists, UrlExists, ValidationFailed, WebhookNotFound
 from mailhooks.core.event_types import MAILGUN_TYPES
 from mailhooks.core.models import Account, Domain, NewWebhook, Webhook
+from mailhooks.core.payloads import PayloadFormat
 from mailhooks.core.targets import TargetPolicy, check_target
 from mailhooks.db.store import Store
 
@@ -106,7 +107,7 @@ class Subscriptions:
         return _unique(urls)
 
     async def create_type(self, account: Account, domain: Domain, event_type: str, urls: Sequence[str],
-                          payload_format: str = "mailgun") -> list[str]:
+                          payload_format: PayloadFormat = PayloadFormat.MAILGUN) -> list[str]:
         urls = _unique(urls)
         check_url_limit(event_type, urls)
         if await self._rows(account, domain, event_type):
@@ -123,7 +124,7 @@ class Subscriptions:
         return urls
 
     async def replace_type(self, account: Account, domain: Domain, event_type: str, urls: Sequence[str],
-                           payload_format: str = "mailgun") -> list[str]:
+                           payload_format: PayloadFormat = PayloadFormat.MAILGUN) -> list[str]:
         urls = _unique(urls)
         check_url_limit(event_type, urls)
         if not await self._rows(account, domain, event_type):
@@ -161,7 +162,7 @@ class Subscriptions:
 
     # ------------------------------------------------------------------ by URL (Mailgun v4)
     async def add_url(self, account: Account, domain: Domain, url: str, event_types: Sequence[str],
-                      payload_format: str = "mailgun") -> dict[str, list[str]]:
+                      payload_format: PayloadFormat = PayloadFormat.MAILGUN) -> dict[str, list[str]]:
         (url,) = await self.check_urls([url])
         types = _unique(event_types)
 
@@ -176,7 +177,7 @@ class Subscriptions:
         return await self.urls_by_type(account, domain)
 
     async def set_url_types(self, account: Account, domain: Domain, url: str, event_types: Sequence[str],
-                            payload_format: str = "mailgun") -> dict[str, list[str]]:
+                            payload_format: PayloadFormat = PayloadFormat.MAILGUN) -> dict[str, list[str]]:
         (url,) = await self.check_urls([url])
         types = _unique(event_types)
 
@@ -243,7 +244,8 @@ class Subscriptions:
 
         def plan(rows: list[Webhook]) -> Change:
             self._check_account_url(rows, url, types)
-            return [NewWebhook(account.id, None, t, url, "mailgun", group_id, description) for t in types], []
+            return [NewWebhook(account.id, None, t, url, PayloadFormat.MAILGUN, group_id, description)
+                    for t in types], []
 
         return await self.store.plan_webhooks(account.id, None, plan)
 
@@ -261,7 +263,7 @@ class Subscriptions:
             self._check_account_url([row for row in rows if row.group_id != group_id], url, types)
             kept = existing[0].description if description is None else description
             return (
-                [NewWebhook(account.id, None, t, url, "mailgun", group_id, (kept or "")[:MAX_DESCRIPTION])
+                [NewWebhook(account.id, None, t, url, PayloadFormat.MAILGUN, group_id, (kept or "")[:MAX_DESCRIPTION])
                  for t in types],
                 [row.id for row in existing],
             )
@@ -303,7 +305,7 @@ class Subscriptions:
         check_url_limit(event_type, urls_of(others, event_type) | {url})
 
     async def create_row(self, account: Account, domain: Domain, event_type: str, url: str,
-                         payload_format: str = "kirim") -> Webhook:
+                         payload_format: PayloadFormat = PayloadFormat.KIRIM) -> Webhook:
         (url,) = await self.check_urls([url])
 
         def plan(rows: list[Webhook]) -> Change:

@@ -8,6 +8,7 @@ from mailhooks.api.openapi.common import openapi_json
 from mailhooks.core.deliveries import DeliveryStatus
 from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES
 from mailhooks.core.events import ID_PATTERN, MAX_ID_LENGTH, MAX_STRING, MAX_TIMESTAMP
+from mailhooks.core.payloads import PayloadFormat
 
 SCHEMAS: dict[str, Any] = {
     "SigningKey": {
@@ -36,7 +37,7 @@ _DELIVERY_PROPS: dict[str, Any] = {
     "domain": {"type": "string"},
     "webhook": {"type": "string", "description": "guid of the subscription (webhook row)"},
     "url": {"type": "string"},
-    "payload_format": {"type": "string", "enum": ["mailgun", "kirim"]},
+    "payload_format": {"type": "string", "enum": [f.value for f in PayloadFormat]},
     "status": {"type": "string", "enum": list(tuple(DeliveryStatus))},
     "attempt_count": {"type": "integer"},
     "next_attempt_at": {**NULLABLE_NUMBER, "description": "epoch seconds; for a delivery in flight, its lease expiry"},
