@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from mailhooks.api.auth import kirim_account
 from mailhooks.api.bodies import as_dict, read_json
+from mailhooks.api.dialects.kirim import VALIDATION_FAILED
 from mailhooks.api.openapi.kirim import json_body, responses
 from mailhooks.api.responses import JSON
 from mailhooks.api.samples import send_test
@@ -58,7 +59,7 @@ def _validate(data: dict[str, Any], required: tuple[str, ...], allowed: tuple[st
         except ValidationFailed as exc:
             errors.setdefault("url", []).extend(exc.errors.get("url", [exc.message]))
     if errors:
-        raise ValidationFailed(errors, "Validation failed.")
+        raise ValidationFailed(errors, VALIDATION_FAILED)
     return data
 
 
@@ -83,7 +84,7 @@ async def list_webhooks(
     subs = svc.subscriptions
     dom = await subs.domain(account, domain)
     if type is not None and parse_type(type, KIRIM_TYPES) is None:
-        raise ValidationFailed({"type": [TYPE_INVALID]}, "Validation failed.")
+        raise ValidationFailed({"type": [TYPE_INVALID]}, VALIDATION_FAILED)
     rows = await subs.list_rows(account, dom, KIRIM_TYPES, type)
     data = [webhook_json(row, account, dom) for row in rows]
     return JSON({"success": True, "data": data, "count": len(data)})
@@ -136,7 +137,7 @@ async def update_webhook(request: Request, domain: str = DomainPath, webhook_gui
     data = _validate(as_dict(await read_json(request, allow_empty=True)), (), ("type", "url"), "type")
     if data.get("type") in (None, "") and data.get("url") in (None, ""):
         raise ValidationFailed({"type": ["The type field is required when url is not present."],
-                                "url": ["The url field is required when type is not present."]}, "Validation failed.")
+                                "url": ["The url field is required when type is not present."]}, VALIDATION_FAILED)
     row = await subs.update_row(account, dom, guid, data.get("type") or None, data.get("url") or None)
     return JSON({"success": True, "message": "Webhook updated successfully.", "data": webhook_json(row, account, dom)})
 
