@@ -1,4 +1,5 @@
-"""The ASGI application: routers, the error translation for every dialect, and the lifespan."""
+"""The ASGI application: routers, the exception handlers (each answering in the dialect of the path, see
+``api/dialects``), and the lifespan."""
 
 from __future__ import annotations
 
