@@ -52,6 +52,11 @@ def _mailgun_type(name: str) -> str | None:
     return parse_type(name.strip(), MAILGUN_TYPES, MAILGUN_ALIASES)
 
 
+def _listed(values: Sequence[str]) -> list[str]:
+    """Mailgun's lists: the field repeated, comma-separated, or both; blanks dropped."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
 def _webhook_name(name: str) -> str:
     event_type = _mailgun_type(name)
     if event_type is None:
@@ -67,7 +72,7 @@ def _urls(values: Sequence[str]) -> list[str]:
 
 
 def _event_types(values: Sequence[str]) -> list[str]:
-    names = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    names = _listed(values)
     if not names:
         raise _missing("event_types")
     out = []
@@ -202,7 +207,7 @@ async def _v4_set(form: Form, domain: str, account: Account, svc: Services) -> R
 
 
 async def _v4_delete(request: Request, domain: str, account: Account, svc: Services) -> Response:
-    urls = [part.strip() for value in request.query_params.getlist("url") for part in value.split(",") if part.strip()]
+    urls = _listed(request.query_params.getlist("url"))
     if not urls:
         raise _missing("url")
     subs = svc.subscriptions
@@ -247,10 +252,6 @@ def _account_webhook(rows: Sequence[Webhook]) -> dict[str, Any]:
     }
 
 
-def _ids(values: Sequence[str]) -> list[str]:
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
-
-
 WebhookIdPath = Path(...)  # an impossible id is "Webhook not found"
 
 
@@ -258,7 +259,7 @@ WebhookIdPath = Path(...)  # an impossible id is "Webhook not found"
             openapi_extra={"parameters": [IDS_QUERY]})
 async def v1_list(request: Request, account: Account = Depends(mailgun_account),
                   svc: Services = Depends(services)) -> Response:
-    wanted = _ids(request.query_params.getlist("webhook_ids")) or None
+    wanted = _listed(request.query_params.getlist("webhook_ids")) or None
     groups = await svc.subscriptions.account_groups(account, wanted)
     return MailgunJSON({"webhooks": [_account_webhook(group) for group in groups]})
 
@@ -305,7 +306,7 @@ async def v1_delete(webhook_id: str = WebhookIdPath, account: Account = Depends(
                openapi_extra={"parameters": [IDS_QUERY, ALL_QUERY]})
 async def v1_delete_many(request: Request, account: Account = Depends(mailgun_account),
                          svc: Services = Depends(services)) -> Response:
-    ids = _ids(request.query_params.getlist("webhook_ids"))
+    ids = _listed(request.query_params.getlist("webhook_ids"))
     delete_all = (request.query_params.get("all") or "").lower() == "true"
     if not ids and not delete_all:
         raise MailgunBadRequest("Missing parameter 'webhook_ids' or 'all'")
