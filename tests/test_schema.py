@@ -42,7 +42,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from mailhooks.api.responses import dialect_for
+from mailhooks.api.dialects import dialect_for
 from mailhooks.config import Settings
 from mailhooks.services import web_app
 from tests.conftest import BACKENDS, own_database

@@ -16,37 +16,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailhooks.api.auth import ingest_account, native_account
-from mailhooks.api.responses import JSON, openapi_json
+from mailhooks.api.openapi.common import openapi_json
+from mailhooks.api.openapi.native import AUTH_ERRORS, ERRORS, INGEST_BODY, METRICS_RESPONSES
+from mailhooks.api.responses import JSON
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import whsec
-from mailhooks.core.deliveries import DeliveryStatus
-from mailhooks.core.errors import Conflict, NotFound, ValidationFailed
-from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES
-from mailhooks.core.events import ID_PATTERN, MAX_ID_LENGTH, MAX_STRING, MAX_TIMESTAMP
+from mailhooks.core.errors import DeliveryNotFound, NotFound, ValidationFailed
 from mailhooks.core.message_ids import message_id
 from mailhooks.core.models import Account
 from mailhooks.core.nesting import TOO_DEEP, is_recursion_error
+from mailhooks.core.replay import retry_now
 from mailhooks.db.deliveries import Deliveries
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["native"])
-
-OPENAPI_SCHEMAS: dict[str, Any] = {
-    "SigningKey": {
-        "type": "object",
-        "properties": {"http_signing_key": {"type": "string"}, "whsec": {"type": "string"}},
-        "required": ["http_signing_key", "whsec"],
-    },
-    "Health": {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]},
-    "NativeError": {"type": "object", "properties": {"message": {"type": "string"}, "errors": {"type": "object"}},
-                    "required": ["message"]},
-}
-
-
-AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: openapi_json("NativeError", "Unauthorized"),
-                                               429: openapi_json("NativeError", "Too many requests")}
-
 
 @router.get("/livez", responses={200: openapi_json("Health")}, openapi_extra={"security": []})
 async def livez() -> Response:
@@ -87,82 +71,6 @@ async def signing_key(account: Account = Depends(native_account)) -> Response:
 # shapes; a subscription here is one webhook row (one URL x one event type), addressed by the guid
 # that the Kirim dialect shows and that every delivery reports as ``webhook``.
 
-NULLABLE_INT = {"type": ["integer", "null"]}
-NULLABLE_NUMBER = {"type": ["number", "null"]}
-NULLABLE_STRING = {"type": ["string", "null"]}
-_DELIVERY_PROPS: dict[str, Any] = {
-    "id": {"type": "integer"},
-    "message_id": {"type": "string", "pattern": "^msg_[a-z2-7]{26}$",
-                   "description": "the webhook-id header of every attempt, retry and replay"},
-    "event_id": {"type": "string"},
-    "event": {"type": "string"},
-    "domain": {"type": "string"},
-    "webhook": {"type": "string", "description": "guid of the subscription (webhook row)"},
-    "url": {"type": "string"},
-    "payload_format": {"type": "string", "enum": ["mailgun", "kirim"]},
-    "status": {"type": "string", "enum": list(tuple(DeliveryStatus))},
-    "attempt_count": {"type": "integer"},
-    "next_attempt_at": {**NULLABLE_NUMBER, "description": "epoch seconds; for a delivery in flight, its lease expiry"},
-    "last_status_code": NULLABLE_INT,
-    "last_error": NULLABLE_STRING,
-    "created_at": {"type": "number"},
-    "updated_at": {"type": "number"},
-}
-_ATTEMPT = {
-    "type": "object",
-    "properties": {"number": {"type": "integer"}, "started_at": {"type": "number"}, "duration_ms": {"type": "number"},
-                   "status_code": NULLABLE_INT, "response_excerpt": NULLABLE_STRING, "error": NULLABLE_STRING},
-    "required": ["number", "started_at", "duration_ms", "status_code", "response_excerpt", "error"],
-}
-_EVENT_ITEM: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": ID_PATTERN,
-               "description": "idempotency key, unique per domain; generated when absent"},
-        "domain": {"type": "string", "maxLength": 253, "pattern": r"\S"},
-        "event": {"type": "string", "enum": [*CANONICAL, *MAILGUN_ALIASES]},
-        "recipient": {"type": "string", "maxLength": MAX_STRING, "pattern": r"\S"},
-        "timestamp": {"type": "number", "minimum": 0, "maximum": MAX_TIMESTAMP},
-        "severity": {"type": "string"}, "reason": {"type": "string"},
-        "message": {"type": "object", "properties": {"headers": {"type": "object"}}},
-        "tags": {"type": "array", "items": {"type": "string"}},
-        "user-variables": {"type": "object"}, "delivery-status": {"type": "object"}, "url": {"type": "string"},
-        "ip": {"type": "string"}, "geolocation": {"type": "object"}, "client-info": {"type": "object"},
-        "envelope": {"type": "object"},
-    },
-    "required": ["domain", "event", "recipient"],
-}
-OPENAPI_SCHEMAS.update({
-    "EventIn": _EVENT_ITEM,
-    "EventIds": {"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "string"}}},
-                 "required": ["ids"]},
-    "Event": {
-        "type": "object",
-        "properties": {"id": {"type": "string"}, "domain": {"type": "string"}, "event": {"type": "string"},
-                       "occurred_at": {"type": "number"}, "received_at": {"type": "number"},
-                       "data": {"type": "object"}},
-        "required": ["id", "domain", "event", "occurred_at", "received_at", "data"],
-    },
-    "EventList": {"type": "object", "properties": {"items": {"type": "array",
-                                                              "items": {"$ref": "#/components/schemas/Event"}},
-                                                    "next_cursor": NULLABLE_STRING},
-                  "required": ["items", "next_cursor"]},
-    "Delivery": {"type": "object", "properties": _DELIVERY_PROPS, "required": list(_DELIVERY_PROPS)},
-    "DeliveryDetail": {"type": "object",
-                       "properties": {**_DELIVERY_PROPS, "attempts": {"type": "array", "items": _ATTEMPT}},
-                       "required": [*_DELIVERY_PROPS, "attempts"]},
-    "DeliveryList": {"type": "object", "properties": {"items": {"type": "array",
-                                                                 "items": {"$ref": "#/components/schemas/Delivery"}},
-                                                       "next_cursor": NULLABLE_STRING},
-                     "required": ["items", "next_cursor"]},
-    "Recovered": {"type": "object", "properties": {"requeued": {"type": "integer"}}, "required": ["requeued"]},
-    "SubscriptionEnabled": {"type": "object",
-                            "properties": {"guid": {"type": "string"}, "enabled": {"type": "boolean"}},
-                            "required": ["guid", "enabled"]},
-})
-
-ERRORS = {**AUTH_ERRORS, 404: openapi_json("NativeError", "Not found"),
-          422: openapi_json("NativeError", "Invalid input")}
 MAX_PAGE = 1000
 MAX_ID = 2**63 - 1
 # Ids and event types are printable (see ID_PATTERN): a filter with control characters (NUL, which
@@ -202,10 +110,7 @@ async def _domain_id(svc: Services, account: Account, name: str | None) -> int |
 @router.post("/v1/events", status_code=202,
              responses={202: openapi_json("EventIds", "Accepted"), **ERRORS,
                         413: openapi_json("NativeError", "Body too large")},
-             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-                 "oneOf": [{"$ref": "#/components/schemas/EventIn"},
-                           {"type": "array", "minItems": 1, "maxItems": 1000,
-                            "items": {"$ref": "#/components/schemas/EventIn"}}]}}}}})
+             openapi_extra=INGEST_BODY)
 async def ingest_events(request: Request, account: Account = Depends(ingest_account),
                         svc: Services = Depends(services)) -> Response:
     """Accept one event or an array of up to 1000; idempotent on ``id`` per domain."""
@@ -264,7 +169,7 @@ async def get_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
     """One delivery with every attempt."""
     found = await _deliveries(svc).get_delivery(account.id, delivery_id)
     if found is None:
-        raise NotFound("Delivery not found", what="delivery")
+        raise DeliveryNotFound()
     row, attempts = found
     return JSON({**_delivery(row, await svc.store.message_id_key()), "attempts": attempts})
 
@@ -276,11 +181,7 @@ async def retry_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
                          account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
     """Queue the delivery for one more attempt now (a replay, whatever its status)."""
     deliveries = _deliveries(svc)
-    previous = await deliveries.requeue(account.id, delivery_id)
-    if previous is None:
-        raise NotFound("Delivery not found", what="delivery")
-    if previous == "delivering":
-        raise Conflict("The delivery is being attempted right now")
+    await retry_now(deliveries, account.id, delivery_id)
     _wake(svc)
     found = await deliveries.get_delivery(account.id, delivery_id)
     assert found is not None
@@ -317,8 +218,7 @@ def _wake(svc: Services) -> None:
         svc.dispatcher.wake()
 
 
-@router.get("/metrics", responses={200: {"description": "Prometheus text format",
-                                         "content": {"text/plain": {"schema": {"type": "string"}}}}},
+@router.get("/metrics", responses=METRICS_RESPONSES,
             openapi_extra={"security": []})
 async def prometheus_metrics(svc: Services = Depends(services)) -> Response:
     """Delivery counters of this process and the queue gauges (counted in the database at most every

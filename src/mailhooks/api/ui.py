@@ -41,6 +41,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from mailhooks.api.auth import RateLimited, Unauthorized, count_failed_sign_in, refuse_throttled_address
+from mailhooks.api.dialects import Dialect, errors_of
+from mailhooks.api.samples import send_test
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import (
     KEY_PREFIX_LENGTH,
@@ -51,13 +53,15 @@ from mailhooks.core.accounts import (
     whsec,
 )
 from mailhooks.core.deliveries import DeliveryStatus
-from mailhooks.core.errors import CoreError, NotFound, ValidationFailed
-from mailhooks.core.event_types import CANONICAL, MAILGUN_TYPES
+from mailhooks.core.errors import CoreError, DeliveryInFlight, NotFound, ValidationFailed
+from mailhooks.core.event_types import CANONICAL, MAILGUN_TYPES, parse_type
 from mailhooks.core.models import Account, Domain, Webhook
+from mailhooks.core.payloads import PayloadFormat
+from mailhooks.core.replay import retry_now
 from mailhooks.db.dashboard import Dashboard, DeliveryFilter
 from mailhooks.db.deliveries import Deliveries
 from mailhooks.db.sessions import UiSessions
-from mailhooks.sending import SendResult, send_sample
+from mailhooks.sending import SendResult
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +71,7 @@ SESSION_COOKIE = "mh_session"
 LOGIN_COOKIE = "mh_login"
 FLASH_COOKIE = "mh_flash"
 SESSION_SECONDS = 12 * 3600
-PAYLOAD_FORMATS = ("mailgun", "kirim")
+PAYLOAD_FORMATS = tuple(PayloadFormat)
 PAGE_SIZE = 20
 DELIVERIES_PAGE = 25
 MAX_ID = 2**63 - 1
@@ -347,7 +351,7 @@ async def _first_domain(svc: Services, account: Account) -> Domain:
 
 
 def _check_type(event_type: str, allowed: tuple[str, ...] = CANONICAL) -> str:
-    if event_type not in allowed:
+    if parse_type(event_type, allowed) is None:
         raise ValidationFailed.field("event_type", f"Choose an event type: {', '.join(allowed)}.")
     return event_type
 
@@ -499,12 +503,14 @@ async def domain_page(request: Request, name: str = _name_param(), session: Sess
                   types=CANONICAL, formats=PAYLOAD_FORMATS)
 
 
-def _form_error(request: Request, exc: CoreError, to: str) -> Response:
+def _form_error(request: Request, exc: CoreError, to: str, dialect: Dialect) -> Response:
+    """A failed form as a flash message, in the words of the API ``dialect`` whose calls the form makes."""
     if isinstance(exc, NotFound):
         raise exc
-    message = exc.message
+    words = errors_of(dialect)
+    message = words.words(exc)
     if isinstance(exc, ValidationFailed) and exc.errors:
-        message = "; ".join(m for msgs in exc.errors.values() for m in msgs)
+        message = "; ".join(m for msgs in words.field_errors(exc).values() for m in msgs)
     return redirect(request, to, message, "error")
 
 
@@ -516,13 +522,13 @@ async def create_domain_webhook(request: Request, name: str = _name_param(),
     domain = await _domain(svc, session, name)
     try:
         event_type = _check_type(_field(form, "event_type"))
-        payload_format = _field(form, "payload_format") or "mailgun"
+        payload_format = _field(form, "payload_format") or PayloadFormat.MAILGUN
         if payload_format not in PAYLOAD_FORMATS:
             raise ValidationFailed.field("payload_format", "Choose mailgun or kirim.")
         row = await svc.subscriptions.create_row(session.account, domain, event_type, _field(form, "url"),
-                                                 payload_format)
+                                                 PayloadFormat(payload_format))
     except CoreError as exc:
-        return _form_error(request, exc, _domain_path(domain))
+        return _form_error(request, exc, _domain_path(domain), Dialect.KIRIM)
     return redirect(request, _domain_path(domain), f"Webhook created: {row.event_type} → {row.url}")
 
 
@@ -546,7 +552,7 @@ async def edit_domain_webhook(request: Request, name: str = _name_param(), guid:
         row = await svc.subscriptions.update_row(session.account, domain, guid,
                                                  _check_type(_field(form, "event_type")), _field(form, "url"))
     except CoreError as exc:
-        return _form_error(request, exc, f"{_domain_path(domain)}/webhooks/{guid}")
+        return _form_error(request, exc, f"{_domain_path(domain)}/webhooks/{guid}", Dialect.KIRIM)
     return redirect(request, _domain_path(domain), f"Webhook updated: {row.event_type} → {row.url}")
 
 
@@ -567,8 +573,8 @@ async def test_domain_webhook(request: Request, name: str = _name_param(), guid:
     await form_of(request, session)
     domain = await _domain(svc, session, name)
     row = await svc.subscriptions.get_row(session.account, domain, guid)
-    result = await send_sample(svc.require_sender(), session.account, domain, row.event_type, row.url,
-                               row.payload_format)
+    _, result = await send_test(svc, session.account, domain, row.event_type, row.url, row.payload_format,
+                                check_url=False)
     return redirect(request, _domain_path(domain), *_test_message(row.url, result))
 
 
@@ -635,7 +641,7 @@ async def create_account_webhook(request: Request, session: Session = Depends(cu
         rows = await svc.subscriptions.create_account_webhook(session.account, _field(form, "url"), _types_of(form),
                                                               _field(form, "description") or None)
     except CoreError as exc:
-        return _form_error(request, exc, f"{PREFIX}/webhooks")
+        return _form_error(request, exc, f"{PREFIX}/webhooks", Dialect.MAILGUN)
     return redirect(request, f"{PREFIX}/webhooks", f"Account-level webhook created: {rows[0].url}")
 
 
@@ -658,7 +664,7 @@ async def edit_account_webhook(request: Request, group_id: str = _guid_param(),
         rows = await svc.subscriptions.replace_account_webhook(session.account, group_id, _field(form, "url"),
                                                                _types_of(form), _field(form, "description"))
     except CoreError as exc:
-        return _form_error(request, exc, f"{PREFIX}/webhooks/{group_id}")
+        return _form_error(request, exc, f"{PREFIX}/webhooks/{group_id}", Dialect.MAILGUN)
     return redirect(request, f"{PREFIX}/webhooks", f"Account-level webhook updated: {rows[0].url}")
 
 
@@ -679,8 +685,8 @@ async def test_account_webhook(request: Request, group_id: str = _guid_param(),
     await form_of(request, session)
     group = _group(await svc.subscriptions.account_group(session.account, group_id))
     domain = await _first_domain(svc, session.account)
-    result = await send_sample(svc.require_sender(), session.account, domain, group.types[0], group.url,
-                               group.rows[0].payload_format)
+    _, result = await send_test(svc, session.account, domain, group.types[0], group.url,
+                                group.rows[0].payload_format, check_url=False)
     return redirect(request, f"{PREFIX}/webhooks", *_test_message(group.url, result))
 
 
@@ -754,11 +760,10 @@ async def delivery_page(request: Request, delivery_id: int = PathParam(..., ge=1
 async def retry_delivery(request: Request, delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
                          session: Session = Depends(current_session), svc: Services = Depends(services)) -> Response:
     await form_of(request, session)
-    previous = await _deliveries(svc).requeue(session.account.id, delivery_id)
-    if previous is None:
-        raise NotFound("Delivery not found", what="delivery")
     to = f"{PREFIX}/deliveries/{delivery_id}"
-    if previous == DeliveryStatus.DELIVERING:
+    try:
+        await retry_now(_deliveries(svc), session.account.id, delivery_id)
+    except DeliveryInFlight:
         return redirect(request, to, "This delivery is being attempted right now; try again in a moment.", "error")
     _wake(svc)
     return redirect(request, to, "Queued for another attempt now.")

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from mailhooks.core.accounts import find_domain
 from mailhooks.core.errors import DomainNotFound, ValidationFailed
-from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES
+from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES, parse_type
 from mailhooks.core.models import Account, Domain, Webhook
 from mailhooks.core.nesting import TOO_DEEP, too_deep
 from mailhooks.core.payloads import canonical_event, dumps, new_event_id
@@ -69,16 +69,6 @@ class Target:
     disabled_reason: str | None = None  # not None: the row is written already ``failed``
 
 
-def event_type_of(name: object) -> str | None:
-    """Canonical names, plus Mailgun's legacy aliases (``open``, ``bounce`` …)."""
-    if not isinstance(name, str):
-        return None
-    name = name.strip()
-    if name in CANONICAL:
-        return name
-    return MAILGUN_ALIASES.get(name)
-
-
 def _check_item(item: object, prefix: str, errors: dict[str, list[str]]) -> IncomingEvent | None:
     def bad(field: str, message: str) -> None:
         errors.setdefault(prefix + field, []).append(message)
@@ -96,7 +86,8 @@ def _check_item(item: object, prefix: str, errors: dict[str, list[str]]) -> Inco
         bad("domain", "The domain field is required.")
     elif len(domain) > 253:
         bad("domain", "The domain may not be greater than 253 characters.")
-    event_type = event_type_of(item.get("event"))
+    event = item.get("event")  # canonical names, plus Mailgun's legacy aliases (``open``, ``bounce`` …)
+    event_type = parse_type(event.strip() if isinstance(event, str) else None, CANONICAL, MAILGUN_ALIASES)
     if item.get("event") is None:
         bad("event", "The event field is required.")
     elif event_type is None:
