@@ -63,7 +63,7 @@ from mailhooks.worker.sender import SendResult, send_sample
 log = structlog.get_logger(__name__)
 
 PREFIX = "/ui"
-PACKAGE = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent.parent.parent
 SESSION_COOKIE = "mh_session"
 LOGIN_COOKIE = "mh_login"
 FLASH_COOKIE = "mh_flash"
