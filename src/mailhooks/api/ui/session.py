@@ -46,10 +46,9 @@ class BadCsrf(Exception):
 @dataclass(frozen=True)
 class Session:
     account: Account
-    csrf: str
-    key_hash: str
-    key_prefix: str
-    token: str = ""
+    csrf: str  # this session's CSRF token, in every form it renders
+    key_prefix: str  # of the API key it signed in with ("this session" on the keys page)
+    token: str  # the random token whose hash ``db.sessions`` stores; sign-out deletes it
 
 
 async def current_session(request: Request, store: deps.StoreDep, sessions: deps.SessionsDep,
@@ -73,7 +72,7 @@ async def current_session(request: Request, store: deps.StoreDep, sessions: deps
     if not verdict.allowed:
         raise RateLimited(verdict.retry_after, verdict.limit, verdict.remaining)
     csrf = signing.mac(secret, "csrf", value["n"].encode())
-    return Session(account, csrf, value["k"], str(value.get("p", "")), value["s"])
+    return Session(account, csrf, str(value.get("p", "")), value["s"])
 
 
 SignedIn = Annotated[Session, Depends(current_session)]
