@@ -15,7 +15,6 @@ from mailhooks.core.retry import (
     FailureKind,
     decide,
     parse_retry_after,
-    should_disable,
 )
 
 SCHEDULE = (300.0, 600.0, 900.0, 3600.0, 7200.0, 14400.0)
@@ -78,12 +77,6 @@ def test_retry_after_is_honoured_within_bounds() -> None:
     assert capped.next_attempt_at == 6 * 3600.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480.0 - 60) == pytest.approx(60.0)
     assert parse_retry_after("soon", 0) is None
-
-
-def test_auto_disable_window() -> None:
-    assert not should_disable(None, 10**6, 432000)
-    assert not should_disable(1000.0, 1000.0 + 431999, 432000)
-    assert should_disable(1000.0, 1000.0 + 432000, 432000)
 
 
 def _hook(id_: int, url: str, domain_id: int | None, fmt: str = "mailgun", event_type: str = "delivered",

@@ -39,6 +39,7 @@ from mailhooks.core.deliveries import FINISHED, Claimed, DeliveryStatus, Outcome
 from mailhooks.core.events import NewEvent, targets_for
 from mailhooks.core.message_ids import new_message_id_key
 from mailhooks.core.models import Webhook
+from mailhooks.core.outcomes import auto_disable
 from mailhooks.db import schema as t
 from mailhooks.db.store import Store
 
@@ -368,11 +369,11 @@ class Outbox:
             await conn.execute(update(t.webhooks).where(w.id.in_(ids), w.failing_since.is_(None))
                                .values(failing_since=now))
             if disable_after is not None:
-                reason = f"every attempt failed for {disable_after / 86400:g} days"
+                rule = auto_disable(now, disable_after)
                 await conn.execute(
                     update(t.webhooks)
-                    .where(w.id.in_(ids), w.disabled_at.is_(None), w.failing_since <= now - disable_after)
-                    .values(disabled_at=now, disabled_reason=reason, modified_at=now)
+                    .where(w.id.in_(ids), w.disabled_at.is_(None), w.failing_since <= rule.cutoff)
+                    .values(disabled_at=now, disabled_reason=rule.reason, modified_at=now)
                 )
         for o in outcomes:
             if o.disable_reason:
