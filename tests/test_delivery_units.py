@@ -132,7 +132,7 @@ async def test_health_reports_a_stalled_or_dead_dispatcher_loop(tmp_path: object
 
     dispatcher._loop_task = asyncio.create_task(forever())
     assert dispatcher.health_problem() is None
-    dispatcher.last_tick = time.monotonic() - 120
+    dispatcher.health.last_tick = time.monotonic() - 120
     assert "not ticked" in (dispatcher.health_problem() or "")
     dispatcher._loop_task.cancel()
 
