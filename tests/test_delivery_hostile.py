@@ -256,9 +256,9 @@ async def test_a_row_the_database_refuses_does_not_hold_up_the_batch(queue_db: s
                                      ok=i < 12 or i % 2 == 0))
         outcomes.insert(15, _outcome(2**40, hook.id, "orphan"))  # no such delivery: its attempt row cannot exist
         for batch in (outcomes[:12], outcomes[12:]):
-            dispatcher.outcomes = batch
-            await dispatcher.flush()
-            assert dispatcher.outcomes == [] and dispatcher.saving == 0
+            dispatcher.writer.outcomes = batch
+            await dispatcher.writer.flush()
+            assert dispatcher.writer.outcomes == [] and dispatcher.writer.saving == 0
 
         for i, job in enumerate(claimed):
             found = await Deliveries(store).get_delivery(created.account.id, job.id)

@@ -1,5 +1,6 @@
 """The queue's storage rules on both backends, in-process: leases, lease guards, expired-lease re-claims,
-disjoint concurrent claims, auto-disable, release on shutdown, retention."""
+disjoint concurrent claims, auto-disable (and the shipped window on its boundary), release on shutdown,
+retention."""
 
 from __future__ import annotations
 
@@ -7,18 +8,26 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import update
 
+from mailhooks.config import Settings
 from mailhooks.core import accounts
 from mailhooks.core.deliveries import Outcome
 from mailhooks.core.events import Intake
 from mailhooks.core.models import Account, Domain, NewWebhook, Webhook
+from mailhooks.core.outcomes import attempt_outcome
+from mailhooks.core.retry import FailureKind
+from mailhooks.db import schema as t
 from mailhooks.db.deliveries import Deliveries
 from mailhooks.db.intake import IntakeStore
 from mailhooks.db.migrate import upgrade_async
 from mailhooks.db.queue import DeliveryQueue, delivery_queue
 from mailhooks.db.store import Store
+from mailhooks.worker.health import LoopHealth
+from mailhooks.worker.writer import ResultWriter
 from tests.conftest import own_database
 
 
@@ -122,6 +131,53 @@ async def test_auto_disable_and_release(store: Store) -> None:
     assert len(mine) >= 4
     assert await queue.release_owned("leaving") == len(mine)
     assert len(await queue.claim("next", 10, 60)) == len(mine)
+
+
+@dataclass(frozen=True, slots=True)
+class _ServerError:
+    """A send result: the receiver answered 500."""
+
+    status_code: int | None = 500
+    ok: bool = False
+    duration_ms: float = 1.0
+    started_at: float = 0.0
+    excerpt: str | None = None
+    error: str | None = None
+    retry_after: str | None = None
+    failure: FailureKind | None = None
+
+
+async def test_the_shipped_auto_disable_window_on_its_boundary(store: Store) -> None:
+    """MAILHOOKS_DISABLE_AFTER_SECONDS as shipped (5 days), from the outcome rules through the dispatcher's
+    result writer to the SQL: after another failed attempt, a webhook whose failing streak began just
+    under the window ago stays enabled, one whose streak began just over it is disabled, saying why."""
+    settings = Settings.from_env({})
+    window = settings.disable_after_seconds
+    assert window == 5 * 86400  # the README's default
+    queue = delivery_queue(store)
+    await drain_other_tenants(queue)
+    account, domain, (under, over) = await setup(store, urls=2)
+    margin = 30.0  # far more than the test takes, far less than the window
+    began = {under.id: time.time() - window + margin, over.id: time.time() - window - margin}
+    async with store.write() as conn:
+        for hook_id, since in began.items():
+            await conn.execute(update(t.webhooks).where(t.webhooks.c.id == hook_id).values(failing_since=since))
+    await emit(store, account, domain, 1)
+    claimed = await queue.claim("boundary", 10, 60)
+    assert sorted(c.webhook_id for c in claimed) == sorted(began)
+    writer = ResultWriter(queue, "boundary", settings, LoopHealth(settings.poll_interval), lambda: None)
+    for job in claimed:
+        writer.add(attempt_outcome(job, _ServerError(), None, now=time.time(), schedule=settings.retry_schedule))
+    await writer.flush()
+
+    kept = await store.get_webhook_by_id(under.id)
+    assert kept is not None and kept.disabled_at is None and kept.disabled_reason is None
+    assert kept.failing_since == pytest.approx(began[under.id])  # the streak goes on
+    disabled = await store.get_webhook_by_id(over.id)
+    assert disabled is not None and disabled.disabled_at is not None
+    assert disabled.disabled_reason == "every attempt failed for 5 days"
+    rows = await Deliveries(store).list_deliveries(account.id)
+    assert {r["status"] for r in rows} == {"pending"}  # disabling does not change the delivery's own fate
 
 
 async def test_retention_purges_finished_rows_only(store: Store) -> None:

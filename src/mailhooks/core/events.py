@@ -22,6 +22,7 @@ from mailhooks.core.errors import DomainNotFound, ValidationFailed
 from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES, parse_type
 from mailhooks.core.models import Account, Domain, Webhook
 from mailhooks.core.nesting import TOO_DEEP, too_deep
+from mailhooks.core.outcomes import webhook_disabled_error
 from mailhooks.core.payloads import canonical_event, dumps, new_event_id
 from mailhooks.core.ports import DomainLookup
 
@@ -199,7 +200,7 @@ def targets_for(event_type: str, account_id: int, domain_id: int, webhooks: Iter
         seen.add(key)
         reason = None
         if hook.disabled_at is not None:
-            reason = f"webhook disabled: {hook.disabled_reason or 'disabled'}"
+            reason = webhook_disabled_error(hook.disabled_reason)
         out.append(Target(hook.id, reason))
     return out
 

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailhooks.core.deliveries import FINISHED, Claimed, DeliveryStatus, Outcome
+from mailhooks.core.outcomes import auto_disable
 from mailhooks.db import schema as t
 from mailhooks.db.database import Database
 
@@ -101,11 +102,11 @@ class SqlQueue:
             await conn.execute(update(t.webhooks).where(w.id.in_(ids), w.failing_since.is_(None))
                                .values(failing_since=now))
             if disable_after is not None:
-                reason = f"every attempt failed for {disable_after / 86400:g} days"
+                rule = auto_disable(now, disable_after)
                 await conn.execute(
                     update(t.webhooks)
-                    .where(w.id.in_(ids), w.disabled_at.is_(None), w.failing_since <= now - disable_after)
-                    .values(disabled_at=now, disabled_reason=reason, modified_at=now)
+                    .where(w.id.in_(ids), w.disabled_at.is_(None), w.failing_since <= rule.cutoff)
+                    .values(disabled_at=now, disabled_reason=rule.reason, modified_at=now)
                 )
         for o in outcomes:
             if o.disable_reason:
