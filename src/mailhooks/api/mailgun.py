@@ -184,7 +184,7 @@ async def create_webhook(request: Request, domain: str = DomainPath, account: Ac
     form = await _form(request)
     name = form.get("id")
     if not name and form.getlist("event_types"):
-        # The official Python SDK sends its v4 calls to /v3 paths (spec/mailgun.md §6.1): serve them as v4.
+        # The Python SDK sends v4 calls to /v3 paths: served as v4 (docs/dialects/mailgun.md#v4-calls-sent-to-v3-paths).
         return await _v4_add(form, domain, account, svc)
     if not name:
         raise _missing("id")
