@@ -16,7 +16,7 @@ class NotFound(CoreError):
 
     def __init__(self, message: str, what: str = "webhook") -> None:
         super().__init__(message)
-        self.what = what  # "domain" | "webhook" | "delivery" | "event"
+        self.what = what  # "domain" | "webhook" | "delivery" | "key": which thing, for the dialect's words
 
 
 class DomainNotFound(NotFound):
