@@ -1,6 +1,6 @@
 """The Mailgun dialect over real HTTP against a real ``mailhooks serve`` (SQLite and PostgreSQL).
 
-Every call of spec/mailgun.md §6.1 goes through the official ``mailgun`` PyPI SDK 1.10 unchanged and
+Every call the official ``mailgun`` PyPI SDK 1.10 makes (docs/dialects/mailgun.md) goes through it unchanged and
 is checked byte for byte (compact JSON plus ``\\n``, ``application/json; charset=utf-8``). What the SDK
 cannot send (the real ``/v4`` paths, ``/v5/accounts/http_signing_key``, multipart bodies as mailgun.js
 sends them, the ``…/test`` endpoint, malformed requests) goes through raw httpx.
@@ -393,7 +393,7 @@ def test_bad_credentials_are_a_plain_forbidden(server: ServerProcess, tenant: Te
     expect_forbidden(httpx.get(f"{base}/v3/domains/nowhere.example/webhooks"))
 
 
-# ---------------------------------------------------------------------------- the §8 error table
+# ---------------------------------------------------------------------------- docs/dialects/mailgun.md#errors
 def test_unknown_and_foreign_domains_are_not_found(mg: Client, http: httpx.Client, provision: Provisioner) -> None:
     other = provision.tenant()
     with httpx.Client(base_url=http.base_url, auth=("api", other.api_key)) as theirs:

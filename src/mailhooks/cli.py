@@ -1,4 +1,4 @@
-"""The ``mailhooks`` command line (the contract's CLI: keep the commands and their output stable)."""
+"""The ``mailhooks`` command line (README.md#command-line: keep the commands and their output stable)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """What a delivery looks like on the wire: bodies per payload format, and every signature.
 
 - ``mailgun``: ``{"signature": {timestamp, token, signature}, "event-data": {...}}`` where
-  signature = hex HMAC-SHA256(account signing key, timestamp + token) (spec/mailgun.md §7).
+  signature = hex HMAC-SHA256(account signing key, timestamp + token) (docs/dialects/mailgun.md#signatures).
 - ``kirim``: flat fields plus ``signature`` = hex HMAC-SHA256(key = domain secret + message_guid,
-  message = b"") (spec/kirimemail.md §6.2).
-- Every delivery also carries Standard Webhooks headers signed with the account signing key.
+  message = b"") (docs/dialects/kirimemail.md#signatures).
+- Every delivery also carries Standard Webhooks headers signed with the account signing key
+  (docs/dialects/README.md#standard-webhooks-headers).
 
 The event-data JSON is encoded once per event and spliced into each attempt's body, so fan-out and
 retries only pay for the signature.

@@ -11,7 +11,7 @@ was read under, and the generation moves on every change the process could miss:
 - any write through this process's :class:`~mailhooks.db.database.Database` (bumped after the commit);
 - SQLite: ``PRAGMA data_version`` on a private connection, which changes whenever any other
   connection — of this process or of another, the CLI included — commits;
-- PostgreSQL: a ``LISTEN`` on ``mailhooks_config``, which statement triggers on ``accounts``,
+- PostgreSQL: a ``LISTEN`` on ``mailhooks_config``, which row triggers on ``accounts``,
   ``api_keys``, ``domains`` and ``webhooks`` notify (migration 0004). While that connection is down
   the cache is bypassed, and it starts empty when the connection comes back.
 
