@@ -192,3 +192,48 @@ def test_every_kind_of_import_is_read_and_named(tmp_path: Path) -> None:
     assert "api must not import worker" in problems and "worker must not import api" in problems
     cycles = package_cycles(imports)
     assert len(cycles) == 2 and any("packages core, db import each other" in c for c in cycles)
+
+
+# ---------------------------------------------------------------------- sizes: files and classes of one concern
+MAX_MODULE_LINES = 400
+MAX_CONSTRUCTOR_ATTRIBUTES = 12
+
+
+def _modules(src: Path = SRC) -> list[Path]:
+    return [p for p in sorted((src / ROOT).rglob("*.py")) if "migrations" not in p.parts]
+
+
+def constructor_attributes(tree: ast.AST) -> dict[str, set[str]]:
+    """For each class, the ``self.x`` its ``__init__`` sets."""
+    found: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for init in node.body:
+            if isinstance(init, ast.FunctionDef | ast.AsyncFunctionDef) and init.name == "__init__":
+                found[node.name] = {
+                    target.attr for stmt in ast.walk(init) if isinstance(stmt, ast.Assign | ast.AnnAssign)
+                    for assigned in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])
+                    for target in ast.walk(assigned)
+                    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+                    and target.value.id == "self"}
+    return found
+
+
+def test_no_module_is_over_400_lines() -> None:
+    long = [f"{p.relative_to(SRC.parent)}: {n} lines" for p in _modules()
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+    assert not long, "modules over 400 lines (split them by concern):\n" + "\n".join(long)
+
+
+def test_no_constructor_sets_more_than_12_attributes() -> None:
+    crowded = [f"{p.relative_to(SRC.parent)}: {cls} sets {len(attrs)} ({', '.join(sorted(attrs))})"
+               for p in _modules() for cls, attrs in constructor_attributes(ast.parse(p.read_text())).items()
+               if len(attrs) > MAX_CONSTRUCTOR_ATTRIBUTES]
+    assert not crowded, "classes doing too much in one place:\n" + "\n".join(crowded)
+
+
+def test_constructor_attributes_are_counted_once_each() -> None:
+    tree = ast.parse("class A:\n    def __init__(self):\n        self.a = 1\n        self.a: int = 2\n"
+                     "        self.b, self.c = 1, 2\n        other.d = 3\n")
+    assert constructor_attributes(tree) == {"A": {"a", "b", "c"}}
