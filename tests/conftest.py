@@ -115,8 +115,9 @@ RELAXED_LIMITS = {"rate_limit": "100000/minute", "auth_failure_limit": "1000000/
 
 @pytest.fixture(scope="session")
 def in_process(db_url: str) -> Iterator[InProcessApp]:
-    """The real app (``create_app``) in this process on ``db_url``, private targets allowed; no dispatcher.
-    Reach it with ``in_process.client(...)``; a ``server`` on the same database makes the deliveries."""
+    """The real app (``web_app``, as ``mailhooks api`` runs it) in this process on ``db_url``, private
+    targets allowed; no dispatcher. Reach it with ``in_process.client(...)``; a ``server`` on the same
+    database makes the deliveries."""
     app = InProcessApp(Settings(database_url=db_url, allow_private_targets=True, **RELAXED_LIMITS)).start()
     yield app
     app.stop()

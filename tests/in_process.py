@@ -1,5 +1,6 @@
-"""The real application inside the test process: ``create_app(settings)`` with its lifespan run, reached
-through ``httpx.ASGITransport`` instead of a socket.
+"""The real application inside the test process: ``mailhooks.services.web_app(settings)`` (the API as
+``mailhooks api`` builds it) with its lifespan run, reached through ``httpx.ASGITransport`` instead of a
+socket.
 
 A subprocess costs a start (~2 s) and a failure there means reading its log; here a request is a function
 call on the app's own event loop and a failure's traceback is the test's. The app runs on a loop of its
@@ -23,8 +24,8 @@ import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3 import HTTPHeaderDict, HTTPResponse
 
-from mailhooks.api.app import create_app
 from mailhooks.config import Settings
+from mailhooks.services import web_app
 
 T = TypeVar("T")
 # The Mailgun SDK refuses cleartext HTTP to any other host; no socket is ever opened to it.
@@ -34,13 +35,13 @@ DEADLINE = 60.0  # seconds for one request or the lifespan: a hang fails the tes
 
 
 class InProcessApp:
-    """``create_app(settings)`` on an event loop of its own (a daemon thread), lifespan and all."""
+    """``web_app(settings)`` on an event loop of its own (a daemon thread), lifespan and all."""
 
     base_url = BASE_URL
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.app = create_app(settings)
+        self.app = web_app(settings)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="in-process-app", daemon=True)
         self._state: dict[str, Any] = {}  # the lifespan state, copied into every request (as uvicorn does)

@@ -1,4 +1,4 @@
-"""The ``mailhooks`` command line contract (DESIGN.md), run as real subprocesses on an empty SQLite file
+"""The ``mailhooks`` command line contract (README.md#command-line), run as real subprocesses on an empty SQLite file
 and an empty PostgreSQL database: accounts, keys, domains, ``db upgrade``, and the first-start
 bootstrap of ``mailhooks serve`` whose printed curl lines must work as printed.
 """

@@ -17,9 +17,9 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailhooks.api.app import create_app
 from mailhooks.config import Settings
 from mailhooks.db.migrate import upgrade
+from mailhooks.services import web_app
 from mailhooks.serving import uvicorn_config
 from tests.faults.slow_clients import SlowHeads
 from tests.support import ServerProcess, free_port
@@ -77,7 +77,7 @@ def booming(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     added here (there is no such route in the product: every known 500 is fixed)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('boom') / 'mailhooks.db'}"
     upgrade(url)
-    app = create_app(Settings(database_url=url))
+    app = web_app(Settings(database_url=url))
 
     async def boom(_request: Request) -> Response:
         raise Boom("unexpected")

@@ -27,9 +27,10 @@ from mailhooks.core.events import Intake
 from mailhooks.core.models import NewWebhook
 from mailhooks.core.storable import storable_text
 from mailhooks.core.targets import TargetPolicy
+from mailhooks.db.deliveries import Deliveries
 from mailhooks.db.engine import is_unavailable
+from mailhooks.db.intake import IntakeStore
 from mailhooks.db.migrate import upgrade_async
-from mailhooks.db.outbox import Outbox
 from mailhooks.db.store import Store
 from mailhooks.worker.dispatcher import Dispatcher
 from tests.conftest import own_database
@@ -222,9 +223,9 @@ async def test_a_row_the_database_refuses_does_not_hold_up_the_batch(empty_db: s
         (hook,) = await store.change_webhooks(add=[
             NewWebhook(created.account.id, domain.id, "delivered", "https://r.example/x", "mailgun")])
         body = [{"domain": domain.name, "event": "delivered", "recipient": f"u{i}@x.example"} for i in range(24)]
-        await Intake(store, Outbox(store)).ingest(created.account, body)
+        await Intake(store, IntakeStore(store)).ingest(created.account, body)
         dispatcher = Dispatcher(store, Settings(), TargetPolicy())
-        claimed = sorted(await dispatcher.outbox.claim(dispatcher.owner, 100, 60), key=lambda c: c.id)
+        claimed = sorted(await dispatcher.queue.claim(dispatcher.owner, 100, 60), key=lambda c: c.id)
         assert len(claimed) == 24
         refused = {claimed[5].id: "a\x00b",  # PostgreSQL refuses NUL in text
                    claimed[17].id: "a\udcffb"}  # neither driver encodes a lone surrogate
@@ -235,12 +236,12 @@ async def test_a_row_the_database_refuses_does_not_hold_up_the_batch(empty_db: s
                                      ok=i < 12 or i % 2 == 0))
         outcomes.insert(15, _outcome(2**40, hook.id, "orphan"))  # no such delivery: its attempt row cannot exist
         for batch in (outcomes[:12], outcomes[12:]):
-            dispatcher.outcomes = batch
-            await dispatcher.flush()
-            assert dispatcher.outcomes == [] and dispatcher.saving == 0
+            dispatcher.writer.outcomes = batch
+            await dispatcher.writer.flush()
+            assert dispatcher.writer.outcomes == [] and dispatcher.writer.saving == 0
 
         for i, job in enumerate(claimed):
-            found = await dispatcher.outbox.get_delivery(created.account.id, job.id)
+            found = await Deliveries(store).get_delivery(created.account.id, job.id)
             assert found is not None
             row, attempts = found
             assert row["status"] == ("succeeded" if i < 12 or i % 2 == 0 else "pending"), (i, row)

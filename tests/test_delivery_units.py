@@ -21,7 +21,7 @@ SCHEDULE = (300.0, 600.0, 900.0, 3600.0, 7200.0, 14400.0)
 
 
 def test_kirim_signature_vector() -> None:
-    # spec/kirimemail.md §6.2: HMAC-SHA256(key = secret + message_guid, message = "")
+    # docs/dialects/kirimemail.md#signatures: HMAC-SHA256(key = secret + message_guid, message = "")
     assert kirim_signature("8ad78587000000000000000000000000", "550e8400-e29b-41d4-a716-446655440000") == (
         "0bf98d7964e77488c6eea1eb738c17583600f9dbfffad82152b4b9e850dbfbd5")
 
@@ -132,7 +132,7 @@ async def test_health_reports_a_stalled_or_dead_dispatcher_loop(tmp_path: object
 
     dispatcher._loop_task = asyncio.create_task(forever())
     assert dispatcher.health_problem() is None
-    dispatcher.last_tick = time.monotonic() - 120
+    dispatcher.health.last_tick = time.monotonic() - 120
     assert "not ticked" in (dispatcher.health_problem() or "")
     dispatcher._loop_task.cancel()
 

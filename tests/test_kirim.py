@@ -1,9 +1,9 @@
 """The Kirim.Email dialect against the real app (SQLite and PostgreSQL).
 
-Shapes, statuses and messages are those of spec/kirimemail.md §2-§4 and the Kirim decisions in
-DESIGN.md and the README. Raw httpx checks them against the app in this process (``in_process``); the
-PyPI ``kirimemail-smtp-sdk`` 1.5.0, which opens its own connections, drives every webhook call against a
-real ``mailhooks serve`` through a two-line shim for its known bugs (spec §5.1).
+Shapes, statuses and messages are those of docs/dialects/kirimemail.md, its decisions included (also in
+the README). Raw httpx checks them against the app in this process (``in_process``); the PyPI
+``kirimemail-smtp-sdk`` 1.5.0, which opens its own connections, drives every webhook call against a real
+``mailhooks serve`` through a two-line shim for its known bugs (docs/dialects/kirimemail.md#the-official-sdks).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def kirim(in_process: InProcessApp, tenant: Tenant) -> Iterator[httpx.Client]:
         yield client
 
 
-# ---------------------------------------------------------------------------- §2 lifecycle (raw HTTP)
+# ------------------------------------------------------------- lifecycle (raw HTTP): docs/dialects/kirimemail.md#routes
 def test_create_get_list_update_delete(kirim: httpx.Client, tenant: Tenant) -> None:
     base = hooks(tenant.domain)
     expect(kirim.get(base), 200, {"success": True, "data": [], "count": 0})
@@ -182,7 +182,7 @@ def test_kirim_lists_show_mailgun_rows_in_kirim_vocabulary(kirim: httpx.Client, 
            invalid({"url": ["A webhook for this type and url already exists."]}))
 
 
-# ---------------------------------------------------------------------------- §4 validation (422)
+# ------------------------------------------------------------------------- docs/dialects/kirimemail.md#validation (422)
 def test_create_validation(kirim: httpx.Client, tenant: Tenant) -> None:
     base = hooks(tenant.domain)
     required = {"type": ["The type field is required."], "url": ["The url field is required."]}
@@ -328,12 +328,12 @@ def test_routes_and_methods_outside_the_dialect(kirim: httpx.Client, tenant: Ten
     expect(kirim.patch(f"{base}/{row['webhook_guid']}", json={"url": B}), 405,
            {"success": False, "message": "Method Not Allowed"})
     expect(kirim.get(f"{base}/{row['webhook_guid']}/extra"), 404, DOMAIN_NOT_FOUND)
-    # GET /webhooks/test is a get of the guid "test" (spec §2.6)
+    # GET /webhooks/test is a get of the guid "test" (docs/dialects/kirimemail.md#routes)
     expect(kirim.get(f"{base}/test"), 404, WEBHOOK_NOT_FOUND)
     expect(kirim.delete(f"{base}/test"), 404, WEBHOOK_NOT_FOUND)
 
 
-# ---------------------------------------------------------------------------- §3 authentication
+# ------------------------------------------------------------------------- docs/dialects/kirimemail.md#authentication
 def test_bad_credentials_are_401(in_process: InProcessApp, tenant: Tenant, provision: Provisioner) -> None:
     dom = tenant.domain
     with client_for(in_process, tenant.username, tenant.api_key) as kirim:
@@ -395,9 +395,9 @@ def test_foreign_and_unknown_domains_are_the_same_404(kirim: httpx.Client, in_pr
         assert listed(theirs, other) == [their_row]
 
 
-# ---------------------------------------------------------------------------- §2.6 the test endpoint
+# ---------------------------------------------------------------------------- docs/dialects/kirimemail.md#test-endpoint
 def _check_kirim_delivery(got: Any, tenant: Tenant, event_type: str) -> dict[str, Any]:
-    """The body the receiver got: the flat Kirim fields, signed per spec §6.2."""
+    """The body the receiver got: the flat Kirim fields, signed per docs/dialects/kirimemail.md#signatures."""
     assert got.headers["Content-Type"] == "application/json"
     body = json.loads(got.body)
     assert isinstance(body, dict)
@@ -481,7 +481,7 @@ def test_test_endpoint_validation(kirim: httpx.Client, tenant: Tenant) -> None:
            invalid({"event_type": ["The selected event type is invalid."]}))
     expect(kirim.post(test, json={"url": "ftp://x.example/", "event_type": "opened"}), 422,
            invalid({"url": ["The url must use HTTP or HTTPS."]}))
-    # the Node SDK's {"webhook_guid": …} (spec §5.2) is not the documented body
+    # the Node SDK's {"webhook_guid": …} (docs/dialects/kirimemail.md#the-official-sdks) is not the documented body
     expect(kirim.post(test, json={"webhook_guid": str(uuid.uuid4())}), 422,
            invalid({"webhook_guid": ["The webhook_guid field is not allowed."],
                     "url": ["The url field is required."], "event_type": ["The event type field is required."]}))
@@ -542,7 +542,7 @@ def test_concurrent_creates_keep_the_rules(in_process: InProcessApp, tenant: Ten
 
 # ---------------------------------------------------------------------------- the vendor's Python SDK
 class FixedSmtpClient(SmtpClient):  # type: ignore[misc]
-    """``kirimemail-smtp-sdk`` 1.5.0's ``SmtpClient`` with its two transport bugs worked around (spec §5.1).
+    """``kirimemail-smtp-sdk`` 1.5.0 ``SmtpClient``, its two transport bugs worked around (docs/dialects/kirimemail.md).
 
     Routing, auth headers, the JSON bodies and the status → exception mapping stay the SDK's own.
     """

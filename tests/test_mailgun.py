@@ -1,6 +1,6 @@
 """The Mailgun dialect against the real app (SQLite and PostgreSQL).
 
-Every call of spec/mailgun.md §6.1 goes through the official ``mailgun`` PyPI SDK 1.10 unchanged and
+Every call the official ``mailgun`` PyPI SDK 1.10 makes (docs/dialects/mailgun.md) goes through it unchanged and
 is checked byte for byte (compact JSON plus ``\\n``, ``application/json; charset=utf-8``). What the SDK
 cannot send (the real ``/v4`` paths, ``/v5/accounts/http_signing_key``, multipart bodies as mailgun.js
 sends them, the ``…/test`` endpoint, malformed requests) goes through raw httpx.
@@ -414,7 +414,7 @@ def check_forbidden_everywhere(anonymous: httpx.Client, tenant: Tenant) -> None:
     expect_forbidden(anonymous.get("/v3/domains/nowhere.example/webhooks"))
 
 
-# ---------------------------------------------------------------------------- the §8 error table
+# ---------------------------------------------------------------------------- docs/dialects/mailgun.md#errors
 def test_unknown_and_foreign_domains_are_not_found(mg: Client, http: httpx.Client, provision: Provisioner,
                                                   in_process: InProcessApp) -> None:
     other = provision.tenant()

@@ -1,8 +1,9 @@
 """The per-account rate limit (``MAILHOOKS_RATE_LIMIT``) over real HTTP against real server processes.
 
-DESIGN.md: per account, shared through Redis when ``MAILHOOKS_REDIS_URL`` is set; a 429 carries
+docs/dialects/README.md#limits-shared-by-both-dialects: per account, shared through Redis when
+``MAILHOOKS_REDIS_URL`` is set; a 429 carries
 ``Retry-After``, ``X-RateLimit-Limit`` and ``X-RateLimit-Remaining``; the Mailgun body is
-``{"message": …, "retry-seconds": N}``, the Kirim body is spec/kirimemail.md §4
+``{"message": …, "retry-seconds": N}``, the Kirim body (docs/dialects/kirimemail.md#rate-limits) is
 ``{"success":false,"message":"Too many attempts. Please try again later."}``.
 
 The limited servers run ``mailhooks api`` on the database of the session ``server`` (which has a limit

@@ -42,10 +42,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from mailhooks.api.app import create_app
-from mailhooks.api.responses import dialect_for
+from mailhooks.api.dialects import dialect_for
 from mailhooks.config import Settings
 from mailhooks.db.migrate import upgrade
+from mailhooks.services import web_app
 from tests.in_process import InProcessApp
 from tests.support import Provisioner, Tenant
 
@@ -154,8 +154,8 @@ def schema_target(module_db: str) -> Iterator[Target]:
 
 def _document() -> dict[str, Any]:
     """The OpenAPI document, built at collection time by the same code the server runs (routes only: no
-    database is touched). ``test_served_document_is_the_one_fuzzed`` proves the running app serves it."""
-    return create_app(Settings(database_url="sqlite:///unused.db")).openapi()
+    database is touched). ``test_served_document_is_the_one_fuzzed`` proves the live server serves it."""
+    return web_app(Settings(database_url="sqlite:///unused.db")).openapi()
 
 
 # Values that random text rarely hits but that break real servers: NUL (PostgreSQL refuses it in text),

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from mailhooks.core.errors import Conflict, CoreError, LimitExceeded, ValidationFailed, WebhookNotFound
+from mailhooks.core.errors import CoreError, TooManyUrls, TypeExists, UrlExists, ValidationFailed, WebhookNotFound
 from mailhooks.core.models import Account, Domain, NewWebhook, Webhook
 from mailhooks.core.targets import TargetPolicy
 from mailhooks.core.webhooks import Subscriptions
@@ -148,13 +148,13 @@ V3 = [
 
 V3_REFUSED = [
     ("create: the type already has URLs", [row(1, "clicked", A)],
-     lambda s: s.create_type(ACCOUNT, DOMAIN, "clicked", [B]), Conflict),
+     lambda s: s.create_type(ACCOUNT, DOMAIN, "clicked", [B]), TypeExists),
     ("create: four URLs", [],
-     lambda s: s.create_type(ACCOUNT, DOMAIN, "clicked", [A, B, C, D]), LimitExceeded),
+     lambda s: s.create_type(ACCOUNT, DOMAIN, "clicked", [A, B, C, D]), TooManyUrls),
     ("replace: a type with no URLs", [row(1, "opened", A)],
      lambda s: s.replace_type(ACCOUNT, DOMAIN, "clicked", [A]), WebhookNotFound),
     ("replace: four URLs", [row(1, "clicked", A)],
-     lambda s: s.replace_type(ACCOUNT, DOMAIN, "clicked", [A, B, C, D]), LimitExceeded),
+     lambda s: s.replace_type(ACCOUNT, DOMAIN, "clicked", [A, B, C, D]), TooManyUrls),
     ("delete: a type with no URLs", [row(1, "opened", A)],
      lambda s: s.delete_type(ACCOUNT, DOMAIN, "clicked"), WebhookNotFound),
 ]
@@ -182,14 +182,14 @@ V4 = [
 
 V4_REFUSED = [
     ("add: the URL is already in one of the types", [row(1, "clicked", A)],
-     lambda s: s.add_url(ACCOUNT, DOMAIN, A, ["opened", "clicked"]), Conflict),
+     lambda s: s.add_url(ACCOUNT, DOMAIN, A, ["opened", "clicked"]), UrlExists),
     ("add: one of the types is full", [row(1, "opened", B, 0), row(2, "opened", C, 1), row(3, "opened", D, 2)],
-     lambda s: s.add_url(ACCOUNT, DOMAIN, A, ["clicked", "opened"]), LimitExceeded),
+     lambda s: s.add_url(ACCOUNT, DOMAIN, A, ["clicked", "opened"]), TooManyUrls),
     ("set types: the URL is in no Mailgun type", [row(1, "bounced", A, fmt="kirim"), row(2, "clicked", B)],
      lambda s: s.set_url_types(ACCOUNT, DOMAIN, A, ["clicked"]), WebhookNotFound),
     ("set types: a type it joins is full",
      [row(1, "clicked", A), row(2, "opened", B, 0), row(3, "opened", C, 1), row(4, "opened", D, 2)],
-     lambda s: s.set_url_types(ACCOUNT, DOMAIN, A, ["opened"]), LimitExceeded),
+     lambda s: s.set_url_types(ACCOUNT, DOMAIN, A, ["opened"]), TooManyUrls),
 ]
 
 
@@ -216,15 +216,15 @@ V1 = [
 
 V1_REFUSED = [
     ("create: the URL already has the type", [row(1, "opened", A, group="g1")],
-     lambda s: s.create_account_webhook(ACCOUNT, A, ["clicked", "opened"], None), Conflict),
+     lambda s: s.create_account_webhook(ACCOUNT, A, ["clicked", "opened"], None), UrlExists),
     ("create: the type already has three URLs",
      [row(1, "opened", A, group="g1"), row(2, "opened", B, group="g2"), row(3, "opened", C, group="g3")],
-     lambda s: s.create_account_webhook(ACCOUNT, D, ["opened"], None), LimitExceeded),
+     lambda s: s.create_account_webhook(ACCOUNT, D, ["opened"], None), TooManyUrls),
     ("create: a NUL in the description", [],
      lambda s: s.create_account_webhook(ACCOUNT, A, ["opened"], "a\x00b"), ValidationFailed),
     ("replace: another group has the URL for the type",
      [row(1, "opened", A, group="g1"), row(2, "clicked", B, group="g2")],
-     lambda s: s.replace_account_webhook(ACCOUNT, "g1", B, ["clicked"], None), Conflict),
+     lambda s: s.replace_account_webhook(ACCOUNT, "g1", B, ["clicked"], None), UrlExists),
     ("replace: an unknown group", [row(1, "opened", A, group="g1")],
      lambda s: s.replace_account_webhook(ACCOUNT, "g9", B, ["opened"], None), WebhookNotFound),
     ("replace: an id no group could have", [row(1, "opened", A, group="g1")],
@@ -262,14 +262,14 @@ KIRIM = [
 
 KIRIM_REFUSED = [
     ("create: the type already has the url", [row(1, "opened", A)],
-     lambda s: s.create_row(ACCOUNT, DOMAIN, "opened", A), ValidationFailed),
+     lambda s: s.create_row(ACCOUNT, DOMAIN, "opened", A), UrlExists),
     ("create: the type has three urls", [row(1, "opened", A), row(2, "opened", B, 1), row(3, "opened", C, 2)],
-     lambda s: s.create_row(ACCOUNT, DOMAIN, "opened", D), LimitExceeded),
+     lambda s: s.create_row(ACCOUNT, DOMAIN, "opened", D), TooManyUrls),
     ("update: into a (type, url) another row has", [row(1, "opened", A), row(2, "clicked", A)],
-     lambda s: s.update_row(ACCOUNT, DOMAIN, "guid-2", "opened", None), ValidationFailed),
+     lambda s: s.update_row(ACCOUNT, DOMAIN, "guid-2", "opened", None), UrlExists),
     ("update: into a full type",
      [row(1, "opened", A), row(2, "opened", B, 1), row(3, "opened", C, 2), row(4, "clicked", D)],
-     lambda s: s.update_row(ACCOUNT, DOMAIN, "guid-4", "opened", None), LimitExceeded),
+     lambda s: s.update_row(ACCOUNT, DOMAIN, "guid-4", "opened", None), TooManyUrls),
     ("update: an unknown guid", [row(1, "opened", A)],
      lambda s: s.update_row(ACCOUNT, DOMAIN, "guid-9", None, B), WebhookNotFound),
     ("delete: an unknown guid", [row(1, "opened", A)],

@@ -28,8 +28,8 @@ from mailhooks.core.targets import TargetPolicy
 from mailhooks.core.webhooks import Subscriptions
 from mailhooks.db import schema
 from mailhooks.db.dashboard import Dashboard, DeliveryFilter
+from mailhooks.db.intake import IntakeStore
 from mailhooks.db.migrate import upgrade
-from mailhooks.db.outbox import Outbox
 from mailhooks.db.store import Store
 from tests.support import (
     ROOT,
@@ -500,11 +500,11 @@ async def _dashboard_scenario(url: str) -> None:
         hook = await subs.create_row(mine.account, dom, "delivered", "http://127.0.0.1:9/a", "mailgun")
         await subs.create_row(mine.account, dom, "opened", "http://127.0.0.1:9/b", "kirim")
         await subs.create_row(other.account, other_dom, "delivered", "http://127.0.0.1:9/c", "mailgun")
-        outbox = Outbox(store)
+        intake = IntakeStore(store)
         items = [{"id": f"e{i}", "domain": dom.name, "event": "delivered" if i % 3 else "opened",
                   "recipient": "x@example.com"} for i in range(30)]
-        await outbox.ingest(build_events(mine.account, parse_events(items)[0], {dom.name: dom}))
-        await outbox.ingest(build_events(other.account, parse_events(
+        await intake.ingest(build_events(mine.account, parse_events(items)[0], {dom.name: dom}))
+        await intake.ingest(build_events(other.account, parse_events(
             [{"id": "o1", "domain": other_dom.name, "event": "delivered", "recipient": "y@example.com"}])[0],
             {other_dom.name: other_dom}))
         d, a = schema.deliveries, schema.attempts

@@ -1,4 +1,4 @@
-"""The ``mailhooks`` command line (the contract's CLI: keep the commands and their output stable)."""
+"""The ``mailhooks`` command line (README.md#command-line: keep the commands and their output stable)."""
 
 from __future__ import annotations
 
@@ -63,20 +63,12 @@ def _print(data: dict[str, Any], as_json: bool, text: str) -> None:
 def _run_server(host: str, port: int, dispatcher: bool) -> None:
     import uvicorn
 
-    from mailhooks.api.app import Hook, create_app
-    from mailhooks.bootstrap import bootstrap_hook
+    from mailhooks.services import web_app
     from mailhooks.serving import uvicorn_config
 
     settings = _settings()
     upgrade(settings.database_url)
-    on_start: list[Hook] = [bootstrap_hook(host, port)]
-    on_stop: list[Hook] = []
-    if dispatcher:
-        from mailhooks.worker.dispatcher import start_dispatcher, stop_dispatcher
-
-        on_start.append(start_dispatcher)
-        on_stop.append(stop_dispatcher)
-    application = create_app(settings, on_start=on_start, on_stop=on_stop)
+    application = web_app(settings, dispatcher=dispatcher, bootstrap_at=(host, port))
     uvicorn.Server(uvicorn_config(application, host, port, settings.header_timeout)).run()
 
 
@@ -99,7 +91,7 @@ def api(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000)) -
 def worker() -> None:
     """The dispatcher alone: claims due deliveries and sends them. Run as many as you like on PostgreSQL."""
     configure_logging()
-    from mailhooks.worker.dispatcher import run_worker
+    from mailhooks.services import run_worker
 
     settings = _settings()
     upgrade(settings.database_url)
@@ -213,7 +205,7 @@ def events_emit(
 ) -> None:
     """Ingest one event for DOMAIN as its owning account (same rules as ``POST /v1/events``)."""
     from mailhooks.core.events import Intake
-    from mailhooks.db.outbox import Outbox
+    from mailhooks.db.intake import IntakeStore
 
     try:
         item: dict[str, Any] = json.loads(data) if data else {}
@@ -232,7 +224,7 @@ def events_emit(
             raise CoreError(f"no domain {domain!r}")
         owner = await store.get_account(owned.account_id)
         assert owner is not None
-        ids, _many, new = await Intake(store, Outbox(store)).ingest(owner, item)
+        ids, _many, new = await Intake(store, IntakeStore(store)).ingest(owner, item)
         return ids[0], bool(new)
 
     emitted, new = _with_store(work)

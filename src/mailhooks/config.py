@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DEFAULT_RETRY_SCHEDULE = (300.0, 600.0, 900.0, 3600.0, 7200.0, 14400.0)
 
@@ -51,7 +51,7 @@ class Settings:
     poll_interval: float = 0.5
     disable_after_seconds: float = 5 * 24 * 3600.0
     header_timeout: float = 10.0  # seconds for a request head to arrive whole (slowloris)
-    extra: dict[str, str] = field(default_factory=dict)
+    session_secret: str | None = None  # signs /ui cookies; unset: random per process (sessions end with it)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -78,4 +78,5 @@ class Settings:
             poll_interval=float(get("MAILHOOKS_POLL_INTERVAL") or 0.5),
             disable_after_seconds=float(get("MAILHOOKS_DISABLE_AFTER_SECONDS") or 5 * 24 * 3600.0),
             header_timeout=float(get("MAILHOOKS_HEADER_TIMEOUT") or 10.0),
+            session_secret=get("MAILHOOKS_SESSION_SECRET") or None,
         )

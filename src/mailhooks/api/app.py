@@ -1,16 +1,15 @@
-"""The ASGI application: routers, the error translation for every dialect, and the lifespan."""
+"""The ASGI application: routers, the exception handlers (each answering in the dialect of the path, see
+``api/dialects``), and the lifespan."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,70 +17,35 @@ from starlette.responses import Response
 from mailhooks.api import kirim, mailgun, native, ui
 from mailhooks.api.auth import RateLimited, Unauthorized
 from mailhooks.api.bodies import BodyLimit
+from mailhooks.api.dialects import errors_for
 from mailhooks.api.docs import install_docs
-from mailhooks.api.ratelimit import Budget, RateLimiter
-from mailhooks.api.responses import (
-    KIRIM_DOMAIN_NOT_FOUND,
-    KIRIM_SERVER_ERROR,
-    KIRIM_VALIDATION_FAILED,
-    KIRIM_WEBHOOK_NOT_FOUND,
-    dialect_for,
-    error_response,
-    rate_limited,
-    validation_error,
-)
+from mailhooks.api.openapi import install_openapi
 from mailhooks.api.state import Services
 from mailhooks.api.unhandled import AnswerUnexpectedErrors
 from mailhooks.config import Settings
-from mailhooks.core.errors import Conflict, CoreError, NotFound, ValidationFailed
-from mailhooks.core.targets import TargetPolicy
-from mailhooks.core.webhooks import Subscriptions
+from mailhooks.core.errors import CoreError
 from mailhooks.db import engine as database
-from mailhooks.db.store import Store
 
 log = structlog.get_logger(__name__)
 
-Hook = Callable[[Services], Awaitable[None]]
-
-
-def _not_found(request: Request, exc: NotFound) -> Response:
-    kirim_message = KIRIM_DOMAIN_NOT_FOUND if exc.what == "domain" else KIRIM_WEBHOOK_NOT_FOUND
-    return error_response(request.url.path, 404, exc.message, kirim_message=kirim_message)
-
 
 async def _core_error(request: Request, exc: Exception) -> Response:
-    path = request.url.path
-    if isinstance(exc, NotFound):
-        return _not_found(request, exc)
-    if isinstance(exc, Conflict):
-        dialect = dialect_for(path)
-        if dialect == "kirim":
-            return validation_error(path, {"url": [exc.message]}, KIRIM_VALIDATION_FAILED)
-        status = 409 if (dialect == "native" or path.startswith("/v1/webhooks")) else 400
-        return error_response(path, status, exc.message)
-    if isinstance(exc, ValidationFailed):
-        message = KIRIM_VALIDATION_FAILED if dialect_for(path) == "kirim" else exc.message
-        return validation_error(path, exc.errors, message)
     assert isinstance(exc, CoreError)
-    return error_response(path, 400, exc.message)
+    return errors_for(request.url.path).core_error(request.url.path, exc)
 
 
 async def _unauthorized(request: Request, _exc: Exception) -> Response:
-    return error_response(request.url.path, 401, "Unauthorized")
+    return errors_for(request.url.path).unauthorized()
 
 
 async def _rate_limited(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RateLimited)
-    return rate_limited(request.url.path, exc.retry_after, exc.limit, exc.remaining)
+    return errors_for(request.url.path).rate_limited(exc.retry_after, exc.limit, exc.remaining)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    path = request.url.path
-    message = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, str(exc.detail))
-    if exc.status_code == 404 and dialect_for(path) == "kirim":
-        return error_response(path, 404, message, kirim_message=KIRIM_DOMAIN_NOT_FOUND)
-    return error_response(path, exc.status_code, message, headers=dict(exc.headers or {}))
+    return errors_for(request.url.path).http_error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
 
 async def _request_validation(request: Request, exc: Exception) -> Response:
@@ -90,11 +54,7 @@ async def _request_validation(request: Request, exc: Exception) -> Response:
     for err in exc.errors():
         loc = [str(part) for part in err.get("loc", ()) if part not in ("path", "query", "body", "header")]
         errors.setdefault(".".join(loc) or "request", []).append(str(err.get("msg", "invalid")))
-    path = request.url.path
-    first_field, messages = next(iter(errors.items()))
-    if dialect_for(path) == "mailgun":
-        return error_response(path, 400, f"Invalid parameter '{first_field}': {messages[0]}")
-    return validation_error(path, errors, KIRIM_VALIDATION_FAILED if dialect_for(path) == "kirim" else None)
+    return errors_for(request.url.path).request_invalid(errors)
 
 
 # Seconds a client is asked to wait while the database cannot be reached: long enough not to hammer a
@@ -113,19 +73,17 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
         _unavailable_logged[0] = now
         log.warning("database_unavailable", path=request.url.path, error=repr(exc)[:300])
     path = request.url.path
-    headers = {"Retry-After": str(DATABASE_RETRY_AFTER)}
-    message = "The service is temporarily unavailable (its database cannot be reached). Try again shortly."
     if ui.is_ui_path(path):
         page = ui.render(request, "error.html", status=503, status_code=503,
                          message="The database cannot be reached right now. Try again in a few seconds.")
-        page.headers.update(headers)
+        page.headers.update({"Retry-After": str(DATABASE_RETRY_AFTER)})
         return page
-    return error_response(path, 503, message, headers=headers)
+    return errors_for(path).unavailable(DATABASE_RETRY_AFTER)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled_error", path=request.url.path, error_type=type(exc).__name__)
-    return error_response(request.url.path, 500, "Internal server error", kirim_message=KIRIM_SERVER_ERROR)
+    return errors_for(request.url.path).server_error()
 
 
 def _html_under_ui(handler: Callable[[Request, Exception], Awaitable[Response]]
@@ -140,38 +98,19 @@ def _html_under_ui(handler: Callable[[Request, Exception], Awaitable[Response]]
     return wrapped
 
 
-def build_services(settings: Settings) -> Services:
-    store = Store(settings.database_url, cache=True)
-    policy = TargetPolicy(settings.allow_private_targets, settings.allowed_cidrs)
-    return Services(
-        settings=settings,
-        store=store,
-        policy=policy,
-        subscriptions=Subscriptions(store, policy),
-        limiter=RateLimiter({Budget.MANAGEMENT: settings.rate_limit, Budget.INGEST: settings.ingest_rate_limit,
-                             Budget.AUTH_FAILURES: settings.auth_failure_limit}, settings.redis_url),
-    )
+# Opens the services for the app's lifetime and closes them after: ``mailhooks.services`` provides it.
+ServicesFactory = Callable[[], AbstractAsyncContextManager[Services]]
 
 
-def create_app(settings: Settings | None = None, on_start: list[Hook] | None = None,
-               on_stop: list[Hook] | None = None) -> FastAPI:
-    """Build the app. ``on_start``/``on_stop`` hooks let ``serve`` run the dispatcher in the same loop."""
-    settings = settings or Settings.from_env()
+def create_app(settings: Settings, open_services: ServicesFactory) -> FastAPI:
+    """Build the app. Its services come from ``open_services``, entered by the lifespan: the process's
+    composition root (``mailhooks.services.web_app``) decides what runs beside the API."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = build_services(settings)
-        app.state.services = svc
-        for hook in on_start or []:
-            await hook(svc)
-        try:
+        async with open_services() as svc:
+            app.state.services = svc
             yield
-        finally:
-            for hook in on_stop or []:
-                await hook(svc)
-            if svc.sender is not None:
-                await svc.sender.close()
-            await svc.store.close()
 
     app = FastAPI(
         title="mailhooks",
@@ -197,20 +136,5 @@ def create_app(settings: Settings | None = None, on_start: list[Hook] | None = N
     # Added last, so outermost of ours: every unexpected error is answered without dropping the connection.
     app.add_middleware(AnswerUnexpectedErrors, answer=_html_under_ui(_server_error))
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        components = schema.setdefault("components", {})
-        schemas = components.setdefault("schemas", {})
-        schemas.update(mailgun.OPENAPI_SCHEMAS)
-        schemas.update(kirim.OPENAPI_SCHEMAS)
-        schemas.update(native.OPENAPI_SCHEMAS)
-        components["securitySchemes"] = {"basicAuth": {"type": "http", "scheme": "basic"},
-                                         "bearerAuth": {"type": "http", "scheme": "bearer"}}
-        schema["security"] = [{"basicAuth": []}, {"bearerAuth": []}]
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    install_openapi(app)
     return app

@@ -15,6 +15,7 @@ import binascii
 from fastapi import Depends
 from starlette.requests import Request
 
+from mailhooks.api.dialects import Dialect
 from mailhooks.api.ratelimit import Budget
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import authenticate
@@ -70,22 +71,23 @@ async def count_failed_sign_in(request: Request, svc: Services) -> None:
     await svc.limiter.hit(client_address(request), Budget.AUTH_FAILURES)
 
 
-def _fits_dialect(dialect: str, username: str | None) -> bool:
-    if dialect == "mailgun":
+def _fits_dialect(dialect: Dialect, username: str | None) -> bool:
+    if dialect is Dialect.MAILGUN:
         return username == "api"
-    if dialect == "native":
+    if dialect is Dialect.NATIVE:
         return username in (None, "api")
     return username is not None  # kirim: the account's own username, checked below
 
 
-async def _account(request: Request, svc: Services, dialect: str, budget: Budget = Budget.MANAGEMENT) -> Account:
+async def _account(request: Request, svc: Services, dialect: Dialect,
+                   budget: Budget = Budget.MANAGEMENT) -> Account:
     creds = credentials(request)
     if creds is None:
         raise Unauthorized()
     await refuse_throttled_address(request, svc)
     username, key = creds
     account = await authenticate(svc.store, key) if _fits_dialect(dialect, username) else None
-    if account is None or (dialect == "kirim" and username != account.username):
+    if account is None or (dialect is Dialect.KIRIM and username != account.username):
         await count_failed_sign_in(request, svc)
         raise Unauthorized()
     verdict = await svc.limiter.hit(account.guid, budget)
@@ -96,17 +98,17 @@ async def _account(request: Request, svc: Services, dialect: str, budget: Budget
 
 
 async def mailgun_account(request: Request, svc: Services = Depends(services)) -> Account:
-    return await _account(request, svc, "mailgun")
+    return await _account(request, svc, Dialect.MAILGUN)
 
 
 async def kirim_account(request: Request, svc: Services = Depends(services)) -> Account:
-    return await _account(request, svc, "kirim")
+    return await _account(request, svc, Dialect.KIRIM)
 
 
 async def native_account(request: Request, svc: Services = Depends(services)) -> Account:
-    return await _account(request, svc, "native")
+    return await _account(request, svc, Dialect.NATIVE)
 
 
 async def ingest_account(request: Request, svc: Services = Depends(services)) -> Account:
     """``POST /v1/events``: native credentials, counted against the ingest budget."""
-    return await _account(request, svc, "native", Budget.INGEST)
+    return await _account(request, svc, Dialect.NATIVE, Budget.INGEST)

@@ -10,7 +10,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mailhooks.api.responses import error_response
+from mailhooks.api.dialects import errors_for
 from mailhooks.core.errors import ValidationFailed
 from mailhooks.core.nesting import TOO_DEEP, is_recursion_error, too_deep
 
@@ -142,9 +142,7 @@ class BodyLimit:
                 raise
 
     async def _refuse(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(path, 413, f"Request body larger than {self.max_bytes} bytes",
-                                  errors={"body": [f"The body may not be larger than {self.max_bytes} bytes."]})
-        await response(scope, receive, send)
+        await errors_for(path).too_large(self.max_bytes)(scope, receive, send)
 
 
 class _TooLarge(Exception):

@@ -11,111 +11,20 @@ from starlette.responses import Response
 
 from mailhooks.api.auth import kirim_account
 from mailhooks.api.bodies import as_dict, read_json
+from mailhooks.api.dialects.kirim import VALIDATION_FAILED
+from mailhooks.api.openapi.kirim import json_body, responses
 from mailhooks.api.responses import JSON
+from mailhooks.api.samples import send_test
 from mailhooks.api.state import Services, services
 from mailhooks.core.errors import ValidationFailed, WebhookNotFound
-from mailhooks.core.event_types import KIRIM_TYPES, is_kirim_type
+from mailhooks.core.event_types import KIRIM_TYPES, parse_type
 from mailhooks.core.models import Account, Domain, Webhook
+from mailhooks.core.payloads import PayloadFormat
 from mailhooks.core.targets import check_url_syntax
-from mailhooks.worker.sender import send_sample
 
 router = APIRouter(prefix="/api/domains/{domain}/webhooks", tags=["Kirim.Email"])
 
 TYPE_INVALID = "The selected type is invalid."
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
-
-
-def _responses(ok_schema: str, ok_code: int = 200, *extra: int) -> dict[int | str, dict[str, Any]]:
-    out: dict[int | str, dict[str, Any]] = {
-        ok_code: {"description": "OK", **_ref(ok_schema)},
-        401: {"description": "Unauthorized", **_ref("KirimError")},
-        404: {"description": "Domain or webhook not found", **_ref("KirimError")},
-        405: {"description": "Method not allowed", **_ref("KirimError")},
-        413: {"description": "Body too large", **_ref("KirimError")},
-        422: {"description": "Validation failed", **_ref("KirimError")},
-        429: {"description": "Too many attempts", **_ref("KirimError")},
-    }
-    for code in extra:
-        out[code] = {"description": "Webhook URL did not respond correctly", **_ref("KirimTestResult")}
-    return out
-
-
-_TYPE_ENUM = {"type": "string", "enum": list(KIRIM_TYPES)}
-OPENAPI_SCHEMAS: dict[str, Any] = {
-    "KirimWebhook": {
-        "type": "object",
-        "properties": {
-            "webhook_guid": {"type": "string", "format": "uuid"},
-            "user_guid": {"type": "string"},
-            "user_domain_guid": {"type": "string"},
-            "user_smtp_guid": {"type": "string", "nullable": True},
-            "type": _TYPE_ENUM,
-            "url": {"type": "string"},
-            "is_deleted": {"type": "boolean"},
-            "created_at": {"type": "integer"},
-            "modified_at": {"type": "integer"},
-        },
-        "required": ["webhook_guid", "user_guid", "user_domain_guid", "user_smtp_guid", "type", "url", "is_deleted",
-                     "created_at", "modified_at"],
-    },
-    "KirimWebhookList": {
-        "type": "object",
-        "properties": {"success": {"type": "boolean"},
-                       "data": {"type": "array", "items": {"$ref": "#/components/schemas/KirimWebhook"}},
-                       "count": {"type": "integer"}},
-        "required": ["success", "data", "count"],
-    },
-    "KirimWebhookEnvelope": {
-        "type": "object",
-        "properties": {"success": {"type": "boolean"}, "message": {"type": "string"},
-                       "data": {"$ref": "#/components/schemas/KirimWebhook"}},
-        "required": ["success", "data"],
-    },
-    "KirimMessage": {"type": "object", "properties": {"success": {"type": "boolean"}, "message": {"type": "string"}},
-                     "required": ["success", "message"]},
-    "KirimError": {
-        "type": "object",
-        "properties": {"success": {"type": "boolean"}, "message": {"type": "string"},
-                       "errors": {"type": "object",
-                                  "additionalProperties": {"type": "array", "items": {"type": "string"}}}},
-        "required": ["success", "message"],
-    },
-    "KirimTestResult": {
-        "type": "object",
-        "properties": {
-            "success": {"type": "boolean"}, "message": {"type": "string"},
-            "data": {"type": "object", "properties": {
-                "url": {"type": "string"}, "event_type": {"type": "string"},
-                "response_status": {"type": "integer"}, "response_time": {"type": "integer"}},
-                "required": ["url", "event_type", "response_status", "response_time"]},
-        },
-        "required": ["success", "message", "data"],
-    },
-    "KirimWebhookCreate": {
-        "type": "object",
-        "properties": {"type": _TYPE_ENUM, "url": {"type": "string", "format": "uri"}},
-        "required": ["type", "url"],
-        "additionalProperties": False,
-    },
-    "KirimWebhookUpdate": {
-        "type": "object",
-        "properties": {"type": _TYPE_ENUM, "url": {"type": "string", "format": "uri"}},
-        "additionalProperties": False,
-    },
-    "KirimWebhookTest": {
-        "type": "object",
-        "properties": {"url": {"type": "string", "format": "uri"}, "event_type": _TYPE_ENUM},
-        "required": ["url", "event_type"],
-        "additionalProperties": False,
-    },
-}
-
-
-def _body(name: str) -> dict[str, Any]:
-    return {"requestBody": {"required": True, **_ref(name)}}
 
 
 def webhook_json(row: Webhook, account: Account, domain: Domain) -> dict[str, Any]:
@@ -142,7 +51,7 @@ def _validate(data: dict[str, Any], required: tuple[str, ...], allowed: tuple[st
     for key in required:
         if data.get(key) in (None, ""):
             errors.setdefault(key, []).append(f"The {key.replace('_', ' ')} field is required.")
-    if type_field in data and data[type_field] not in (None, "") and not is_kirim_type(data[type_field]):
+    if type_field in data and data[type_field] not in (None, "") and parse_type(data[type_field], KIRIM_TYPES) is None:
         errors.setdefault(type_field, []).append(f"The selected {type_field.replace('_', ' ')} is invalid.")
     if "url" in data and data["url"] not in (None, ""):
         try:
@@ -150,7 +59,7 @@ def _validate(data: dict[str, Any], required: tuple[str, ...], allowed: tuple[st
         except ValidationFailed as exc:
             errors.setdefault("url", []).extend(exc.errors.get("url", [exc.message]))
     if errors:
-        raise ValidationFailed(errors, "Validation failed.")
+        raise ValidationFailed(errors, VALIDATION_FAILED)
     return data
 
 
@@ -165,7 +74,7 @@ def _guid(value: str) -> str:
         raise WebhookNotFound() from exc
 
 
-@router.get("", responses=_responses("KirimWebhookList"))
+@router.get("", responses=responses("KirimWebhookList"))
 async def list_webhooks(
     domain: str = DomainPath,
     type: str | None = Query(None, description="Filter by event type"),  # noqa: A002
@@ -174,15 +83,15 @@ async def list_webhooks(
 ) -> Response:
     subs = svc.subscriptions
     dom = await subs.domain(account, domain)
-    if type is not None and not is_kirim_type(type):
-        raise ValidationFailed({"type": [TYPE_INVALID]}, "Validation failed.")
+    if type is not None and parse_type(type, KIRIM_TYPES) is None:
+        raise ValidationFailed({"type": [TYPE_INVALID]}, VALIDATION_FAILED)
     rows = await subs.list_rows(account, dom, KIRIM_TYPES, type)
     data = [webhook_json(row, account, dom) for row in rows]
     return JSON({"success": True, "data": data, "count": len(data)})
 
 
-@router.post("", status_code=201, responses=_responses("KirimWebhookEnvelope", 201),
-             openapi_extra=_body("KirimWebhookCreate"))
+@router.post("", status_code=201, responses=responses("KirimWebhookEnvelope", 201),
+             openapi_extra=json_body("KirimWebhookCreate"))
 async def create_webhook(request: Request, domain: str = DomainPath, account: Account = Depends(kirim_account),
                          svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions
@@ -193,14 +102,13 @@ async def create_webhook(request: Request, domain: str = DomainPath, account: Ac
                  "data": webhook_json(row, account, dom)}, status_code=201)
 
 
-@router.post("/test", responses=_responses("KirimTestResult", 200, 424), openapi_extra=_body("KirimWebhookTest"))
+@router.post("/test", responses=responses("KirimTestResult", 200, 424), openapi_extra=json_body("KirimWebhookTest"))
 async def test_webhook(request: Request, domain: str = DomainPath, account: Account = Depends(kirim_account),
                        svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions
     dom = await subs.domain(account, domain)
     data = _validate(as_dict(await read_json(request)), ("url", "event_type"), ("url", "event_type"), "event_type")
-    (url,) = await subs.check_urls([data["url"]])
-    result = await send_sample(svc.require_sender(), account, dom, data["event_type"], url, "kirim")
+    url, result = await send_test(svc, account, dom, data["event_type"], data["url"], PayloadFormat.KIRIM)
     payload = {"url": url, "event_type": data["event_type"], "response_status": result.status_code or 0,
                "response_time": int(round(result.duration_ms))}
     if result.ok:
@@ -209,7 +117,7 @@ async def test_webhook(request: Request, domain: str = DomainPath, account: Acco
                 status_code=424)
 
 
-@router.get("/{webhook_guid}", responses=_responses("KirimWebhookEnvelope"))
+@router.get("/{webhook_guid}", responses=responses("KirimWebhookEnvelope"))
 async def get_webhook(domain: str = DomainPath, webhook_guid: str = GuidPath,
                       account: Account = Depends(kirim_account), svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions
@@ -218,7 +126,8 @@ async def get_webhook(domain: str = DomainPath, webhook_guid: str = GuidPath,
     return JSON({"success": True, "data": webhook_json(row, account, dom)})
 
 
-@router.put("/{webhook_guid}", responses=_responses("KirimWebhookEnvelope"), openapi_extra=_body("KirimWebhookUpdate"))
+@router.put("/{webhook_guid}", responses=responses("KirimWebhookEnvelope"),
+            openapi_extra=json_body("KirimWebhookUpdate"))
 async def update_webhook(request: Request, domain: str = DomainPath, webhook_guid: str = GuidPath,
                          account: Account = Depends(kirim_account), svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions
@@ -228,12 +137,12 @@ async def update_webhook(request: Request, domain: str = DomainPath, webhook_gui
     data = _validate(as_dict(await read_json(request, allow_empty=True)), (), ("type", "url"), "type")
     if data.get("type") in (None, "") and data.get("url") in (None, ""):
         raise ValidationFailed({"type": ["The type field is required when url is not present."],
-                                "url": ["The url field is required when type is not present."]}, "Validation failed.")
+                                "url": ["The url field is required when type is not present."]}, VALIDATION_FAILED)
     row = await subs.update_row(account, dom, guid, data.get("type") or None, data.get("url") or None)
     return JSON({"success": True, "message": "Webhook updated successfully.", "data": webhook_json(row, account, dom)})
 
 
-@router.delete("/{webhook_guid}", responses=_responses("KirimMessage"))
+@router.delete("/{webhook_guid}", responses=responses("KirimMessage"))
 async def delete_webhook(domain: str = DomainPath, webhook_guid: str = GuidPath,
                          account: Account = Depends(kirim_account), svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions

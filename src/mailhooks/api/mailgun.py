@@ -15,101 +15,19 @@ from starlette.responses import Response
 
 from mailhooks.api.auth import mailgun_account
 from mailhooks.api.bodies import Form, read_form
-from mailhooks.api.responses import MailgunJSON, openapi_json
+from mailhooks.api.openapi.mailgun import ALL_QUERY, FORM_BODY, IDS_QUERY, URL_QUERY, responses
+from mailhooks.api.responses import MailgunJSON
+from mailhooks.api.samples import send_test
 from mailhooks.api.state import Services, services
 from mailhooks.core import accounts as core_accounts
 from mailhooks.core.errors import ValidationFailed
-from mailhooks.core.event_types import mailgun_type
+from mailhooks.core.event_types import MAILGUN_ALIASES, MAILGUN_TYPES, parse_type
 from mailhooks.core.models import Account, Webhook
-from mailhooks.worker.sender import send_sample
+from mailhooks.core.payloads import PayloadFormat
 
 router = APIRouter(tags=["Mailgun"])
 
 KNOWN_FIELDS = {"id", "url", "event_types", "description"}
-
-_FORM = {
-    "content": {
-        "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/MailgunWebhookForm"}},
-        "multipart/form-data": {"schema": {"$ref": "#/components/schemas/MailgunWebhookForm"}},
-    }
-}
-_ERR = openapi_json("MailgunMessage", "Error")
-
-
-def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A query parameter the handler reads from ``request.query_params`` (so FastAPI cannot see it)."""
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": schema or {"type": "string"}}
-
-
-_URL_QUERY = {"parameters": [_query("url", "URL(s) to remove: repeated, or comma-separated",
-                                    {"type": "array", "items": {"type": "string"}})]}
-_IDS = _query("webhook_ids", "Comma-separated webhook ids")
-_ALL = _query("all", "'true' deletes every account webhook (ignored when webhook_ids is given)")
-_401 = {"description": "Bad or missing API key", "content": {"text/plain": {"schema": {"type": "string"}}}}
-_429 = {"description": "Rate limited", "content": {"application/json": {"schema": {"type": "object"}}}}
-
-
-def _responses(schema: str | None, *codes: int, ok_code: int = 200) -> dict[int | str, dict[str, Any]]:
-    out: dict[int | str, dict[str, Any]] = {401: _401, 429: _429, 413: _ERR, 405: _ERR}
-    if schema is None:
-        out[ok_code] = {"description": "No content"}
-    else:
-        out[ok_code] = openapi_json(schema)
-    for code in codes:
-        out[code] = _ERR
-    return out
-
-
-OPENAPI_SCHEMAS: dict[str, Any] = {
-    "MailgunMessage": {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]},
-    "MailgunUrls": {"type": "object", "properties": {"urls": {"type": "array", "items": {"type": "string"}}},
-                    "required": ["urls"]},
-    "MailgunWebhookMap": {
-        "type": "object",
-        "properties": {"webhooks": {"type": "object",
-                                    "additionalProperties": {"$ref": "#/components/schemas/MailgunUrls"}}},
-        "required": ["webhooks"],
-    },
-    "MailgunWebhook": {"type": "object", "properties": {"webhook": {"$ref": "#/components/schemas/MailgunUrls"}},
-                       "required": ["webhook"]},
-    "MailgunWebhookChange": {
-        "type": "object",
-        "properties": {"message": {"type": "string"}, "webhook": {"$ref": "#/components/schemas/MailgunUrls"}},
-        "required": ["message", "webhook"],
-    },
-    "MailgunWebhookForm": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string", "description": "webhook name (event type)"},
-            "url": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
-            "event_types": {"type": "array", "items": {"type": "string"}},
-            "description": {"type": "string"},
-        },
-    },
-    "MailgunAccountWebhook": {
-        "type": "object",
-        "properties": {
-            "webhook_id": {"type": "string"}, "description": {"type": "string"}, "url": {"type": "string"},
-            "event_types": {"type": "array", "items": {"type": "string"}}, "created_at": {"type": "string"},
-        },
-        "required": ["webhook_id", "description", "url", "event_types", "created_at"],
-    },
-    "MailgunAccountWebhookList": {
-        "type": "object",
-        "properties": {"webhooks": {"type": "array", "items": {"$ref": "#/components/schemas/MailgunAccountWebhook"}}},
-        "required": ["webhooks"],
-    },
-    "MailgunWebhookId": {"type": "object", "properties": {"webhook_id": {"type": "string"}},
-                         "required": ["webhook_id"]},
-    "MailgunSigningKey": {
-        "type": "object",
-        "properties": {"http_signing_key": {"type": "string"}, "message": {"type": "string"}},
-        "required": ["http_signing_key"],
-    },
-    "MailgunTestResult": {"type": "object", "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
-                          "required": ["code", "message"]},
-}
 
 
 class MailgunBadRequest(ValidationFailed):
@@ -129,8 +47,18 @@ async def _form(request: Request) -> Form:
     return form
 
 
+def _mailgun_type(name: str) -> str | None:
+    """A Mailgun webhook name or legacy alias (answered with the new name), blanks around it ignored."""
+    return parse_type(name.strip(), MAILGUN_TYPES, MAILGUN_ALIASES)
+
+
+def _listed(values: Sequence[str]) -> list[str]:
+    """Mailgun's lists: the field repeated, comma-separated, or both; blanks dropped."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
 def _webhook_name(name: str) -> str:
-    event_type = mailgun_type(name)
+    event_type = _mailgun_type(name)
     if event_type is None:
         raise MailgunBadRequest(f"Invalid webhook name '{name}'")
     return event_type
@@ -144,12 +72,12 @@ def _urls(values: Sequence[str]) -> list[str]:
 
 
 def _event_types(values: Sequence[str]) -> list[str]:
-    names = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    names = _listed(values)
     if not names:
         raise _missing("event_types")
     out = []
     for name in names:
-        event_type = mailgun_type(name)
+        event_type = _mailgun_type(name)
         if event_type is None:
             raise MailgunBadRequest(f"Invalid event type '{name}'")
         out.append(event_type)
@@ -170,21 +98,21 @@ NamePath = Path(..., description="Webhook name: accepted, clicked, opened, unsub
                 "permanent_fail, temporary_fail, complained (legacy names accepted as aliases)")
 
 
-@router.get("/v3/domains/{domain}/webhooks", responses=_responses("MailgunWebhookMap", 404))
+@router.get("/v3/domains/{domain}/webhooks", responses=responses("MailgunWebhookMap", 404))
 async def list_webhooks(domain: str = DomainPath, account: Account = Depends(mailgun_account),
                         svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions
     return MailgunJSON({"webhooks": _map(await subs.urls_by_type(account, await subs.domain(account, domain)))})
 
 
-@router.post("/v3/domains/{domain}/webhooks", responses=_responses("MailgunWebhookChange", 400, 404),
-             openapi_extra={"requestBody": _FORM})
+@router.post("/v3/domains/{domain}/webhooks", responses=responses("MailgunWebhookChange", 400, 404),
+             openapi_extra={"requestBody": FORM_BODY})
 async def create_webhook(request: Request, domain: str = DomainPath, account: Account = Depends(mailgun_account),
                          svc: Services = Depends(services)) -> Response:
     form = await _form(request)
     name = form.get("id")
     if not name and form.getlist("event_types"):
-        # The official Python SDK sends its v4 calls to /v3 paths (spec/mailgun.md §6.1): serve them as v4.
+        # The Python SDK sends v4 calls to /v3 paths: served as v4 (docs/dialects/mailgun.md#v4-calls-sent-to-v3-paths).
         return await _v4_add(form, domain, account, svc)
     if not name:
         raise _missing("id")
@@ -195,21 +123,21 @@ async def create_webhook(request: Request, domain: str = DomainPath, account: Ac
     return MailgunJSON({"message": "Webhook has been created", "webhook": {"urls": created}})
 
 
-@router.put("/v3/domains/{domain}/webhooks", responses=_responses("MailgunWebhookMap", 400, 404),
-            openapi_extra={"requestBody": _FORM}, summary="v4 update sent to a /v3 path (Python SDK)")
+@router.put("/v3/domains/{domain}/webhooks", responses=responses("MailgunWebhookMap", 400, 404),
+            openapi_extra={"requestBody": FORM_BODY}, summary="v4 update sent to a /v3 path (Python SDK)")
 async def update_collection(request: Request, domain: str = DomainPath,
                             account: Account = Depends(mailgun_account), svc: Services = Depends(services)) -> Response:
     return await _v4_set(await _form(request), domain, account, svc)
 
 
-@router.delete("/v3/domains/{domain}/webhooks", responses=_responses("MailgunWebhookMap", 400, 404),
-               summary="v4 delete sent to a /v3 path (Python SDK)", openapi_extra=_URL_QUERY)
+@router.delete("/v3/domains/{domain}/webhooks", responses=responses("MailgunWebhookMap", 400, 404),
+               summary="v4 delete sent to a /v3 path (Python SDK)", openapi_extra=URL_QUERY)
 async def delete_collection(request: Request, domain: str = DomainPath,
                             account: Account = Depends(mailgun_account), svc: Services = Depends(services)) -> Response:
     return await _v4_delete(request, domain, account, svc)
 
 
-@router.get("/v3/domains/{domain}/webhooks/{name}", responses=_responses("MailgunWebhook", 400, 404))
+@router.get("/v3/domains/{domain}/webhooks/{name}", responses=responses("MailgunWebhook", 400, 404))
 async def get_webhook(domain: str = DomainPath, name: str = NamePath, account: Account = Depends(mailgun_account),
                       svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions
@@ -217,8 +145,8 @@ async def get_webhook(domain: str = DomainPath, name: str = NamePath, account: A
     return MailgunJSON({"webhook": {"urls": await subs.urls_of_type(account, dom, _webhook_name(name))}})
 
 
-@router.put("/v3/domains/{domain}/webhooks/{name}", responses=_responses("MailgunWebhookChange", 400, 404),
-            openapi_extra={"requestBody": _FORM})
+@router.put("/v3/domains/{domain}/webhooks/{name}", responses=responses("MailgunWebhookChange", 400, 404),
+            openapi_extra={"requestBody": FORM_BODY})
 async def update_webhook(request: Request, domain: str = DomainPath, name: str = NamePath,
                          account: Account = Depends(mailgun_account), svc: Services = Depends(services)) -> Response:
     form = await _form(request)
@@ -229,7 +157,7 @@ async def update_webhook(request: Request, domain: str = DomainPath, name: str =
     return MailgunJSON({"message": "Webhook has been updated", "webhook": {"urls": urls}})
 
 
-@router.delete("/v3/domains/{domain}/webhooks/{name}", responses=_responses("MailgunWebhookChange", 400, 404))
+@router.delete("/v3/domains/{domain}/webhooks/{name}", responses=responses("MailgunWebhookChange", 400, 404))
 async def delete_webhook(domain: str = DomainPath, name: str = NamePath, account: Account = Depends(mailgun_account),
                          svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions
@@ -238,8 +166,8 @@ async def delete_webhook(domain: str = DomainPath, name: str = NamePath, account
     return MailgunJSON({"message": "Webhook has been deleted", "webhook": {"urls": removed}})
 
 
-@router.put("/v3/domains/{domain}/webhooks/{name}/test", responses=_responses("MailgunTestResult", 400, 404),
-            openapi_extra={"requestBody": _FORM})
+@router.put("/v3/domains/{domain}/webhooks/{name}/test", responses=responses("MailgunTestResult", 400, 404),
+            openapi_extra={"requestBody": FORM_BODY})
 async def test_webhook(request: Request, domain: str = DomainPath, name: str = NamePath,
                        account: Account = Depends(mailgun_account), svc: Services = Depends(services)) -> Response:
     """Send a sample event of this type to ``url`` (or to the type's first configured URL)."""
@@ -250,8 +178,7 @@ async def test_webhook(request: Request, domain: str = DomainPath, name: str = N
     urls = [u.strip() for u in form.getlist("url") if u.strip()]
     if not urls:
         urls = await subs.urls_of_type(account, dom, event_type)
-    (url,) = await subs.check_urls(urls[:1])
-    result = await send_sample(svc.require_sender(), account, dom, event_type, url, "mailgun")
+    url, result = await send_test(svc, account, dom, event_type, urls[0], PayloadFormat.MAILGUN)
     code = result.status_code or 0
     message = (f"Webhook test succeeded: {url} answered {code}" if result.ok
                else f"Webhook test failed: {result.error or f'{url} answered {code}'}")
@@ -280,7 +207,7 @@ async def _v4_set(form: Form, domain: str, account: Account, svc: Services) -> R
 
 
 async def _v4_delete(request: Request, domain: str, account: Account, svc: Services) -> Response:
-    urls = [part.strip() for value in request.query_params.getlist("url") for part in value.split(",") if part.strip()]
+    urls = _listed(request.query_params.getlist("url"))
     if not urls:
         raise _missing("url")
     subs = svc.subscriptions
@@ -288,22 +215,22 @@ async def _v4_delete(request: Request, domain: str, account: Account, svc: Servi
     return MailgunJSON({"webhooks": _map(grouped)})
 
 
-@router.post("/v4/domains/{domain}/webhooks", responses=_responses("MailgunWebhookMap", 400, 404),
-             openapi_extra={"requestBody": _FORM})
+@router.post("/v4/domains/{domain}/webhooks", responses=responses("MailgunWebhookMap", 400, 404),
+             openapi_extra={"requestBody": FORM_BODY})
 async def v4_create(request: Request, domain: str = DomainPath, account: Account = Depends(mailgun_account),
                     svc: Services = Depends(services)) -> Response:
     return await _v4_add(await _form(request), domain, account, svc)
 
 
-@router.put("/v4/domains/{domain}/webhooks", responses=_responses("MailgunWebhookMap", 400, 404),
-            openapi_extra={"requestBody": _FORM})
+@router.put("/v4/domains/{domain}/webhooks", responses=responses("MailgunWebhookMap", 400, 404),
+            openapi_extra={"requestBody": FORM_BODY})
 async def v4_update(request: Request, domain: str = DomainPath, account: Account = Depends(mailgun_account),
                     svc: Services = Depends(services)) -> Response:
     return await _v4_set(await _form(request), domain, account, svc)
 
 
-@router.delete("/v4/domains/{domain}/webhooks", responses=_responses("MailgunWebhookMap", 400, 404),
-               openapi_extra=_URL_QUERY)
+@router.delete("/v4/domains/{domain}/webhooks", responses=responses("MailgunWebhookMap", 400, 404),
+               openapi_extra=URL_QUERY)
 async def v4_delete(request: Request, domain: str = DomainPath, account: Account = Depends(mailgun_account),
                     svc: Services = Depends(services)) -> Response:
     return await _v4_delete(request, domain, account, svc)
@@ -325,23 +252,20 @@ def _account_webhook(rows: Sequence[Webhook]) -> dict[str, Any]:
     }
 
 
-def _ids(values: Sequence[str]) -> list[str]:
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
-
-
 WebhookIdPath = Path(...)  # an impossible id is "Webhook not found"
 
 
-@router.get("/v1/webhooks", responses=_responses("MailgunAccountWebhookList", 400),
-            openapi_extra={"parameters": [_IDS]})
+@router.get("/v1/webhooks", responses=responses("MailgunAccountWebhookList", 400),
+            openapi_extra={"parameters": [IDS_QUERY]})
 async def v1_list(request: Request, account: Account = Depends(mailgun_account),
                   svc: Services = Depends(services)) -> Response:
-    wanted = _ids(request.query_params.getlist("webhook_ids")) or None
+    wanted = _listed(request.query_params.getlist("webhook_ids")) or None
     groups = await svc.subscriptions.account_groups(account, wanted)
     return MailgunJSON({"webhooks": [_account_webhook(group) for group in groups]})
 
 
-@router.post("/v1/webhooks", responses=_responses("MailgunWebhookId", 400, 409), openapi_extra={"requestBody": _FORM})
+@router.post("/v1/webhooks", responses=responses("MailgunWebhookId", 400, 409),
+             openapi_extra={"requestBody": FORM_BODY})
 async def v1_create(request: Request, account: Account = Depends(mailgun_account),
                     svc: Services = Depends(services)) -> Response:
     form = await _form(request)
@@ -351,14 +275,14 @@ async def v1_create(request: Request, account: Account = Depends(mailgun_account
     return MailgunJSON({"webhook_id": rows[0].group_id})
 
 
-@router.get("/v1/webhooks/{webhook_id}", responses=_responses("MailgunAccountWebhook", 404))
+@router.get("/v1/webhooks/{webhook_id}", responses=responses("MailgunAccountWebhook", 404))
 async def v1_get(webhook_id: str = WebhookIdPath, account: Account = Depends(mailgun_account),
                  svc: Services = Depends(services)) -> Response:
     return MailgunJSON(_account_webhook(await svc.subscriptions.account_group(account, webhook_id)))
 
 
-@router.put("/v1/webhooks/{webhook_id}", status_code=204, responses=_responses(None, 400, 404, 409, ok_code=204),
-            openapi_extra={"requestBody": _FORM})
+@router.put("/v1/webhooks/{webhook_id}", status_code=204, responses=responses(None, 400, 404, 409, ok_code=204),
+            openapi_extra={"requestBody": FORM_BODY})
 async def v1_update(request: Request, webhook_id: str = WebhookIdPath, account: Account = Depends(mailgun_account),
                     svc: Services = Depends(services)) -> Response:
     form = await _form(request)
@@ -370,7 +294,7 @@ async def v1_update(request: Request, webhook_id: str = WebhookIdPath, account: 
     return Response(status_code=204)
 
 
-@router.delete("/v1/webhooks/{webhook_id}", status_code=204, responses=_responses(None, 404, ok_code=204))
+@router.delete("/v1/webhooks/{webhook_id}", status_code=204, responses=responses(None, 404, ok_code=204))
 async def v1_delete(webhook_id: str = WebhookIdPath, account: Account = Depends(mailgun_account),
                     svc: Services = Depends(services)) -> Response:
     await svc.subscriptions.account_group(account, webhook_id)
@@ -378,11 +302,11 @@ async def v1_delete(webhook_id: str = WebhookIdPath, account: Account = Depends(
     return Response(status_code=204)
 
 
-@router.delete("/v1/webhooks", status_code=204, responses=_responses(None, 400, ok_code=204),
-               openapi_extra={"parameters": [_IDS, _ALL]})
+@router.delete("/v1/webhooks", status_code=204, responses=responses(None, 400, ok_code=204),
+               openapi_extra={"parameters": [IDS_QUERY, ALL_QUERY]})
 async def v1_delete_many(request: Request, account: Account = Depends(mailgun_account),
                          svc: Services = Depends(services)) -> Response:
-    ids = _ids(request.query_params.getlist("webhook_ids"))
+    ids = _listed(request.query_params.getlist("webhook_ids"))
     delete_all = (request.query_params.get("all") or "").lower() == "true"
     if not ids and not delete_all:
         raise MailgunBadRequest("Missing parameter 'webhook_ids' or 'all'")
@@ -392,12 +316,12 @@ async def v1_delete_many(request: Request, account: Account = Depends(mailgun_ac
 
 
 # ---------------------------------------------------------------------------- v5 signing key
-@router.get("/v5/accounts/http_signing_key", responses=_responses("MailgunSigningKey"))
+@router.get("/v5/accounts/http_signing_key", responses=responses("MailgunSigningKey"))
 async def get_signing_key(account: Account = Depends(mailgun_account)) -> Response:
     return MailgunJSON({"http_signing_key": account.signing_key})
 
 
-@router.post("/v5/accounts/http_signing_key", responses=_responses("MailgunSigningKey", 400))
+@router.post("/v5/accounts/http_signing_key", responses=responses("MailgunSigningKey", 400))
 async def regenerate_signing_key(request: Request, account: Account = Depends(mailgun_account),
                                  svc: Services = Depends(services)) -> Response:
     await read_form(request)  # the JS SDK sends an empty urlencoded body; anything unreadable is a 400

@@ -1,54 +1,36 @@
 """The native API: health, metrics, the signing key, event ingest, and deliveries (see and act).
 
-Thin: validation and rules live in ``core.events`` / ``core.retry``, SQL in ``db.outbox``."""
+Thin: validation and rules live in ``core.events`` / ``core.retry``, SQL in ``db.intake``, ``db.deliveries``
+and ``db.queue``."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any, Literal
 
 import orjson
 import structlog
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
 from mailhooks.api.auth import ingest_account, native_account
-from mailhooks.api.responses import JSON, openapi_json
+from mailhooks.api.openapi.common import openapi_json
+from mailhooks.api.openapi.native import AUTH_ERRORS, ERRORS, INGEST_BODY, METRICS_RESPONSES
+from mailhooks.api.responses import JSON
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import whsec
-from mailhooks.core.deliveries import DeliveryStatus
-from mailhooks.core.errors import Conflict, NotFound, ValidationFailed
-from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES
-from mailhooks.core.events import ID_PATTERN, MAX_ID_LENGTH, MAX_STRING, MAX_TIMESTAMP, Intake
+from mailhooks.core.errors import DeliveryNotFound, NotFound, ValidationFailed
 from mailhooks.core.message_ids import message_id
 from mailhooks.core.models import Account
 from mailhooks.core.nesting import TOO_DEEP, is_recursion_error
-from mailhooks.db.outbox import Outbox
-from mailhooks.worker import metrics
+from mailhooks.core.replay import retry_now
+from mailhooks.db.deliveries import Deliveries
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter(tags=["native"])
-
-OPENAPI_SCHEMAS: dict[str, Any] = {
-    "SigningKey": {
-        "type": "object",
-        "properties": {"http_signing_key": {"type": "string"}, "whsec": {"type": "string"}},
-        "required": ["http_signing_key", "whsec"],
-    },
-    "Health": {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"]},
-    "NativeError": {"type": "object", "properties": {"message": {"type": "string"}, "errors": {"type": "object"}},
-                    "required": ["message"]},
-}
-
-
-AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: openapi_json("NativeError", "Unauthorized"),
-                                               429: openapi_json("NativeError", "Too many requests")}
-
 
 @router.get("/livez", responses={200: openapi_json("Health")}, openapi_extra={"security": []})
 async def livez() -> Response:
@@ -71,9 +53,8 @@ async def healthz(svc: Services = Depends(services)) -> Response:
     # Reported, not a reason for 503: without Redis every request is still served (each process counts
     # its own budget), so taking this instance out of rotation would only make things worse.
     checks["rate_limit"] = (await svc.limiter.check()).value
-    dispatcher = svc.extras.get("dispatcher")
-    if dispatcher is not None:
-        problem = dispatcher.health_problem()
+    if svc.dispatcher is not None:
+        problem = svc.dispatcher.health_problem()
         checks["dispatcher"] = problem or "ok"
         healthy = healthy and problem is None
     return JSON({"status": "ok" if healthy else "unhealthy", **checks}, status_code=200 if healthy else 503)
@@ -90,82 +71,6 @@ async def signing_key(account: Account = Depends(native_account)) -> Response:
 # shapes; a subscription here is one webhook row (one URL x one event type), addressed by the guid
 # that the Kirim dialect shows and that every delivery reports as ``webhook``.
 
-NULLABLE_INT = {"type": ["integer", "null"]}
-NULLABLE_NUMBER = {"type": ["number", "null"]}
-NULLABLE_STRING = {"type": ["string", "null"]}
-_DELIVERY_PROPS: dict[str, Any] = {
-    "id": {"type": "integer"},
-    "message_id": {"type": "string", "pattern": "^msg_[a-z2-7]{26}$",
-                   "description": "the webhook-id header of every attempt, retry and replay"},
-    "event_id": {"type": "string"},
-    "event": {"type": "string"},
-    "domain": {"type": "string"},
-    "webhook": {"type": "string", "description": "guid of the subscription (webhook row)"},
-    "url": {"type": "string"},
-    "payload_format": {"type": "string", "enum": ["mailgun", "kirim"]},
-    "status": {"type": "string", "enum": list(tuple(DeliveryStatus))},
-    "attempt_count": {"type": "integer"},
-    "next_attempt_at": {**NULLABLE_NUMBER, "description": "epoch seconds; for a delivery in flight, its lease expiry"},
-    "last_status_code": NULLABLE_INT,
-    "last_error": NULLABLE_STRING,
-    "created_at": {"type": "number"},
-    "updated_at": {"type": "number"},
-}
-_ATTEMPT = {
-    "type": "object",
-    "properties": {"number": {"type": "integer"}, "started_at": {"type": "number"}, "duration_ms": {"type": "number"},
-                   "status_code": NULLABLE_INT, "response_excerpt": NULLABLE_STRING, "error": NULLABLE_STRING},
-    "required": ["number", "started_at", "duration_ms", "status_code", "response_excerpt", "error"],
-}
-_EVENT_ITEM: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": ID_PATTERN,
-               "description": "idempotency key, unique per domain; generated when absent"},
-        "domain": {"type": "string", "maxLength": 253, "pattern": r"\S"},
-        "event": {"type": "string", "enum": [*CANONICAL, *MAILGUN_ALIASES]},
-        "recipient": {"type": "string", "maxLength": MAX_STRING, "pattern": r"\S"},
-        "timestamp": {"type": "number", "minimum": 0, "maximum": MAX_TIMESTAMP},
-        "severity": {"type": "string"}, "reason": {"type": "string"},
-        "message": {"type": "object", "properties": {"headers": {"type": "object"}}},
-        "tags": {"type": "array", "items": {"type": "string"}},
-        "user-variables": {"type": "object"}, "delivery-status": {"type": "object"}, "url": {"type": "string"},
-        "ip": {"type": "string"}, "geolocation": {"type": "object"}, "client-info": {"type": "object"},
-        "envelope": {"type": "object"},
-    },
-    "required": ["domain", "event", "recipient"],
-}
-OPENAPI_SCHEMAS.update({
-    "EventIn": _EVENT_ITEM,
-    "EventIds": {"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "string"}}},
-                 "required": ["ids"]},
-    "Event": {
-        "type": "object",
-        "properties": {"id": {"type": "string"}, "domain": {"type": "string"}, "event": {"type": "string"},
-                       "occurred_at": {"type": "number"}, "received_at": {"type": "number"},
-                       "data": {"type": "object"}},
-        "required": ["id", "domain", "event", "occurred_at", "received_at", "data"],
-    },
-    "EventList": {"type": "object", "properties": {"items": {"type": "array",
-                                                              "items": {"$ref": "#/components/schemas/Event"}},
-                                                    "next_cursor": NULLABLE_STRING},
-                  "required": ["items", "next_cursor"]},
-    "Delivery": {"type": "object", "properties": _DELIVERY_PROPS, "required": list(_DELIVERY_PROPS)},
-    "DeliveryDetail": {"type": "object",
-                       "properties": {**_DELIVERY_PROPS, "attempts": {"type": "array", "items": _ATTEMPT}},
-                       "required": [*_DELIVERY_PROPS, "attempts"]},
-    "DeliveryList": {"type": "object", "properties": {"items": {"type": "array",
-                                                                 "items": {"$ref": "#/components/schemas/Delivery"}},
-                                                       "next_cursor": NULLABLE_STRING},
-                     "required": ["items", "next_cursor"]},
-    "Recovered": {"type": "object", "properties": {"requeued": {"type": "integer"}}, "required": ["requeued"]},
-    "SubscriptionEnabled": {"type": "object",
-                            "properties": {"guid": {"type": "string"}, "enabled": {"type": "boolean"}},
-                            "required": ["guid", "enabled"]},
-})
-
-ERRORS = {**AUTH_ERRORS, 404: openapi_json("NativeError", "Not found"),
-          422: openapi_json("NativeError", "Invalid input")}
 MAX_PAGE = 1000
 MAX_ID = 2**63 - 1
 # Ids and event types are printable (see ID_PATTERN): a filter with control characters (NUL, which
@@ -173,11 +78,8 @@ MAX_ID = 2**63 - 1
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 
-def _outbox(svc: Services) -> Outbox:
-    outbox = svc.extras.get("outbox")
-    if outbox is None:
-        outbox = svc.extras["outbox"] = Outbox(svc.store)
-    return outbox  # type: ignore[no-any-return]
+def _deliveries(svc: Services) -> Deliveries:
+    return svc.deliveries
 
 
 def _cursor(value: str | None) -> int | None:
@@ -208,10 +110,7 @@ async def _domain_id(svc: Services, account: Account, name: str | None) -> int |
 @router.post("/v1/events", status_code=202,
              responses={202: openapi_json("EventIds", "Accepted"), **ERRORS,
                         413: openapi_json("NativeError", "Body too large")},
-             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-                 "oneOf": [{"$ref": "#/components/schemas/EventIn"},
-                           {"type": "array", "minItems": 1, "maxItems": 1000,
-                            "items": {"$ref": "#/components/schemas/EventIn"}}]}}}}})
+             openapi_extra=INGEST_BODY)
 async def ingest_events(request: Request, account: Account = Depends(ingest_account),
                         svc: Services = Depends(services)) -> Response:
     """Accept one event or an array of up to 1000; idempotent on ``id`` per domain."""
@@ -221,13 +120,9 @@ async def ingest_events(request: Request, account: Account = Depends(ingest_acco
     except orjson.JSONDecodeError as exc:
         message = TOO_DEEP if is_recursion_error(str(exc)) else "The body must be valid JSON."
         raise ValidationFailed.field("body", message) from exc
-    intake = svc.extras.get("intake")
-    if intake is None:
-        intake = svc.extras["intake"] = Intake(svc.store, _outbox(svc))
-    ids, _many, new = await intake.ingest(account, body)
-    dispatcher = svc.extras.get("dispatcher")
-    if dispatcher is not None and new:
-        dispatcher.wake()
+    ids, _many, new = await svc.intake.ingest(account, body)
+    if svc.dispatcher is not None and new:
+        svc.dispatcher.wake()
     return JSON({"ids": ids}, status_code=202)
 
 
@@ -240,8 +135,8 @@ async def list_events(
     account: Account = Depends(native_account), svc: Services = Depends(services),
 ) -> Response:
     """The account's events, newest first."""
-    rows = await _outbox(svc).list_events(account.id, await _domain_id(svc, account, domain), event, event_id,
-                                          _cursor(cursor), limit)
+    rows = await _deliveries(svc).list_events(account.id, await _domain_id(svc, account, domain), event, event_id,
+                                              _cursor(cursor), limit)
     # The stored payload is served as the JSON it is (no decode and re-encode): cheaper, and an event
     # stored before nesting was bounded cannot make its page fail to encode.
     items = [{"id": r["event_id"], "domain": r["domain"], "event": r["event_type"], "occurred_at": r["occurred_at"],
@@ -260,11 +155,11 @@ async def list_deliveries(
     account: Account = Depends(native_account), svc: Services = Depends(services),
 ) -> Response:
     """The account's deliveries, newest first; ``webhook`` is a subscription guid."""
-    rows = await _outbox(svc).list_deliveries(
+    rows = await _deliveries(svc).list_deliveries(
         account.id, domain_id=await _domain_id(svc, account, domain), event_id=event_id, status=status,
         webhook_guid=webhook, before=_cursor(cursor), limit=limit)
     next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
-    key = await _outbox(svc).message_id_key()
+    key = await svc.store.message_id_key()
     return JSON({"items": [_delivery(r, key) for r in rows], "next_cursor": next_cursor})
 
 
@@ -272,12 +167,11 @@ async def list_deliveries(
 async def get_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
                        account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
     """One delivery with every attempt."""
-    outbox = _outbox(svc)
-    found = await outbox.get_delivery(account.id, delivery_id)
+    found = await _deliveries(svc).get_delivery(account.id, delivery_id)
     if found is None:
-        raise NotFound("Delivery not found", what="delivery")
+        raise DeliveryNotFound()
     row, attempts = found
-    return JSON({**_delivery(row, await outbox.message_id_key()), "attempts": attempts})
+    return JSON({**_delivery(row, await svc.store.message_id_key()), "attempts": attempts})
 
 
 @router.post("/v1/deliveries/{delivery_id}/retry", status_code=202,
@@ -286,16 +180,12 @@ async def get_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
 async def retry_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
                          account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
     """Queue the delivery for one more attempt now (a replay, whatever its status)."""
-    outbox = _outbox(svc)
-    previous = await outbox.requeue(account.id, delivery_id)
-    if previous is None:
-        raise NotFound("Delivery not found", what="delivery")
-    if previous == "delivering":
-        raise Conflict("The delivery is being attempted right now")
+    deliveries = _deliveries(svc)
+    await retry_now(deliveries, account.id, delivery_id)
     _wake(svc)
-    found = await outbox.get_delivery(account.id, delivery_id)
+    found = await deliveries.get_delivery(account.id, delivery_id)
     assert found is not None
-    return JSON({**_delivery(found[0], await outbox.message_id_key()), "attempts": found[1]}, status_code=202)
+    return JSON({**_delivery(found[0], await svc.store.message_id_key()), "attempts": found[1]}, status_code=202)
 
 
 @router.post("/v1/domains/{domain}/deliveries/recover", status_code=202,
@@ -306,7 +196,7 @@ async def recover_deliveries(domain: str = PathParam(..., max_length=253),
                              svc: Services = Depends(services)) -> Response:
     """Re-queue this domain's failed deliveries created since ``since``, one more attempt each."""
     found = await svc.subscriptions.domain(account, domain)
-    count = await _outbox(svc).recover(account.id, found.id, since)
+    count = await _deliveries(svc).recover(account.id, found.id, since)
     if count:
         _wake(svc)
     return JSON({"requeued": count}, status_code=202)
@@ -318,71 +208,21 @@ async def enable_subscription(guid: str = PathParam(..., max_length=64, pattern=
                               svc: Services = Depends(services)) -> Response:
     """Re-enable a subscription that was disabled (410, or failing for days). Its failed deliveries
     stay failed: recover them with ``POST /v1/domains/{domain}/deliveries/recover``."""
-    if not await _outbox(svc).enable_webhook(account.id, guid):
+    if not await _deliveries(svc).enable_webhook(account.id, guid):
         raise NotFound("Subscription not found", what="webhook")
     return JSON({"guid": guid, "enabled": True})
 
 
 def _wake(svc: Services) -> None:
-    dispatcher = svc.extras.get("dispatcher")
-    if dispatcher is not None:
-        dispatcher.wake()
+    if svc.dispatcher is not None:
+        svc.dispatcher.wake()
 
 
-# /metrics is anonymous and scraped by anyone who can reach it: counting the due queue (a scan of every
-# due row) on each scrape would let a tight scrape loop load the database. The count is shared: taken at
-# most once per QUEUE_FIGURES_MAX_AGE, by one scrape at a time, the others serving the last figure.
-QUEUE_FIGURES_MAX_AGE = 5.0
-QUEUE_COUNT_DEADLINE = 10.0
-QUEUE_FIGURES_AGE = Gauge("mailhooks_queue_figures_age_seconds",
-                          "Age of the due-queue figures served (they are counted at most every few seconds).")
-QUEUE_COUNTS = Counter("mailhooks_queue_counts", "Times this process counted the due queue for /metrics.")
-
-
-class QueueFigures:
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-        self.due = 0
-        self.oldest: float | None = None  # epoch seconds of the oldest due delivery
-        self.counted_at = 0.0  # monotonic; 0 until the first count
-        self.tried_at = 0.0
-        self._lock = asyncio.Lock()
-
-    def _fresh(self) -> bool:
-        return time.monotonic() - self.tried_at < QUEUE_FIGURES_MAX_AGE
-
-    async def refresh(self) -> None:
-        if self._fresh() or (self._lock.locked() and self.counted_at):
-            return  # recent enough, or another scrape is counting: serve what we have
-        async with self._lock:
-            if self._fresh():
-                return
-            try:
-                async with asyncio.timeout(QUEUE_COUNT_DEADLINE):
-                    self.due, self.oldest = await self.outbox.queue_stats()
-            except Exception as exc:  # still serve the process counters and the last figures
-                log.warning("metrics_queue_stats_failed", error=repr(exc))
-            else:
-                self.counted_at = time.monotonic()
-                QUEUE_COUNTS.inc()
-            finally:
-                self.tried_at = time.monotonic()  # a failing count is not retried by every scrape either
-
-    def export(self) -> None:
-        metrics.DUE_BACKLOG.set(self.due)
-        metrics.OLDEST_DUE_AGE.set(max(0.0, time.time() - self.oldest) if self.oldest is not None else 0.0)
-        QUEUE_FIGURES_AGE.set(time.monotonic() - self.counted_at if self.counted_at else 0.0)
-
-
-@router.get("/metrics", responses={200: {"description": "Prometheus text format",
-                                         "content": {"text/plain": {"schema": {"type": "string"}}}}},
+@router.get("/metrics", responses=METRICS_RESPONSES,
             openapi_extra={"security": []})
 async def prometheus_metrics(svc: Services = Depends(services)) -> Response:
     """Delivery counters of this process and the queue gauges (counted in the database at most every
     few seconds; ``mailhooks_queue_figures_age_seconds`` says how old they are)."""
-    figures = svc.extras.get("queue_figures")
-    if figures is None:
-        figures = svc.extras["queue_figures"] = QueueFigures(_outbox(svc))
-    await figures.refresh()
-    figures.export()
+    await svc.queue_figures.refresh()
+    svc.queue_figures.export()
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

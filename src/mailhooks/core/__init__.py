@@ -1,1 +1,5 @@
-"""Domain logic: no HTTP framework and no SQL in here (storage is reached through ``mailhooks.db.Store``)."""
+"""Domain logic: no HTTP framework, no SQL and no import of any other mailhooks package but ``config``.
+
+Storage is reached through the small ``typing.Protocol``s core declares (``core.ports``,
+``core.events.EventOutbox``), which the ``db`` package satisfies.
+"""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from mailhooks.core.errors import DomainNotFound, ValidationFailed
 from mailhooks.core.models import Account, Domain
-from mailhooks.db.store import Store
+from mailhooks.core.ports import AccountStorage, DomainLookup
 
 KEY_PREFIX_LENGTH = 12
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -50,7 +50,7 @@ class CreatedAccount:
     api_key: str
 
 
-async def create_account(store: Store, username: str) -> CreatedAccount:
+async def create_account(store: AccountStorage, username: str) -> CreatedAccount:
     if not USERNAME_RE.match(username):
         raise ValidationFailed.field("username", "Usernames are 1-64 letters, digits, '_', '.', '@' or '-'.")
     account = await store.create_account(username, new_signing_key())
@@ -58,13 +58,13 @@ async def create_account(store: Store, username: str) -> CreatedAccount:
     return CreatedAccount(account=account, api_key=key)
 
 
-async def create_api_key(store: Store, account: Account) -> str:
+async def create_api_key(store: AccountStorage, account: Account) -> str:
     key = new_api_key()
     await store.add_api_key(account.id, hash_key(key), key[:KEY_PREFIX_LENGTH])
     return key
 
 
-async def authenticate(store: Store, presented: str) -> Account | None:
+async def authenticate(store: AccountStorage, presented: str) -> Account | None:
     """The account whose live key is ``presented``, or ``None``."""
     if not presented or len(presented) > 512:
         return None
@@ -83,7 +83,7 @@ def normalize_domain(name: str) -> str:
     return clean
 
 
-async def find_domain(store: Store, account: Account, name: str) -> Domain:
+async def find_domain(store: DomainLookup, account: Account, name: str) -> Domain:
     """The account's domain called ``name``. Another account's domain is not found, and neither is a name
     that cannot be a domain at all (NUL, which PostgreSQL refuses in text, never reaches the database)."""
     try:
@@ -96,11 +96,11 @@ async def find_domain(store: Store, account: Account, name: str) -> Domain:
     return found
 
 
-async def add_domain(store: Store, account: Account, name: str) -> Domain:
+async def add_domain(store: AccountStorage, account: Account, name: str) -> Domain:
     return await store.add_domain(account.id, normalize_domain(name), new_domain_secret())
 
 
-async def rotate_signing_key(store: Store, account: Account) -> str:
+async def rotate_signing_key(store: AccountStorage, account: Account) -> str:
     key = new_signing_key()
     await store.set_signing_key(account.id, key)
     return key

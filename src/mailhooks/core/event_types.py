@@ -6,6 +6,7 @@ events of type T; nothing else is inferred.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Final
 
 CANONICAL: Final = (
@@ -34,17 +35,13 @@ KIRIM_TYPES: Final = (
 )
 
 
-def mailgun_type(name: str) -> str | None:
-    """The canonical type for a Mailgun webhook name or legacy alias, or ``None`` if it is not one."""
-    name = name.strip()
-    if name in MAILGUN_TYPES:
+def parse_type(name: object, types: Collection[str] = CANONICAL,
+               aliases: Mapping[str, str] | None = None) -> str | None:
+    """The event type ``name`` stands for among ``types`` (or through ``aliases``, e.g. ``MAILGUN_ALIASES``),
+    or ``None`` if it names none of them. Every dialect reads type names here; none is tidied: a caller
+    that accepts surrounding blanks strips them first (Mailgun and ingest do, Kirim.Email does not)."""
+    if not isinstance(name, str):
+        return None
+    if name in types:
         return name
-    return MAILGUN_ALIASES.get(name)
-
-
-def is_kirim_type(name: object) -> bool:
-    return isinstance(name, str) and name in KIRIM_TYPES
-
-
-def is_canonical(name: object) -> bool:
-    return isinstance(name, str) and name in CANONICAL
+    return aliases.get(name) if aliases is not None else None

@@ -15,18 +15,16 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mailhooks.core.accounts import find_domain
 from mailhooks.core.errors import DomainNotFound, ValidationFailed
-from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES
+from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES, parse_type
 from mailhooks.core.models import Account, Domain, Webhook
 from mailhooks.core.nesting import TOO_DEEP, too_deep
+from mailhooks.core.outcomes import webhook_disabled_error
 from mailhooks.core.payloads import canonical_event, dumps, new_event_id
-
-if TYPE_CHECKING:
-    from mailhooks.db.outbox import Outbox
-    from mailhooks.db.store import Store
+from mailhooks.core.ports import DomainLookup
 
 MAX_BATCH = 1000
 MAX_ID_LENGTH = 128
@@ -72,16 +70,6 @@ class Target:
     disabled_reason: str | None = None  # not None: the row is written already ``failed``
 
 
-def event_type_of(name: object) -> str | None:
-    """Canonical names, plus Mailgun's legacy aliases (``open``, ``bounce`` …)."""
-    if not isinstance(name, str):
-        return None
-    name = name.strip()
-    if name in CANONICAL:
-        return name
-    return MAILGUN_ALIASES.get(name)
-
-
 def _check_item(item: object, prefix: str, errors: dict[str, list[str]]) -> IncomingEvent | None:
     def bad(field: str, message: str) -> None:
         errors.setdefault(prefix + field, []).append(message)
@@ -99,7 +87,8 @@ def _check_item(item: object, prefix: str, errors: dict[str, list[str]]) -> Inco
         bad("domain", "The domain field is required.")
     elif len(domain) > 253:
         bad("domain", "The domain may not be greater than 253 characters.")
-    event_type = event_type_of(item.get("event"))
+    event = item.get("event")  # canonical names, plus Mailgun's legacy aliases (``open``, ``bounce`` …)
+    event_type = parse_type(event.strip() if isinstance(event, str) else None, CANONICAL, MAILGUN_ALIASES)
     if item.get("event") is None:
         bad("event", "The event field is required.")
     elif event_type is None:
@@ -211,7 +200,7 @@ def targets_for(event_type: str, account_id: int, domain_id: int, webhooks: Iter
         seen.add(key)
         reason = None
         if hook.disabled_at is not None:
-            reason = f"webhook disabled: {hook.disabled_reason or 'disabled'}"
+            reason = webhook_disabled_error(hook.disabled_reason)
         out.append(Target(hook.id, reason))
     return out
 
@@ -228,15 +217,24 @@ def unique_events(events: Sequence[NewEvent]) -> list[NewEvent]:
     return out
 
 
+class EventOutbox(Protocol):
+    """Where accepted events are stored (the database's intake): each new event with one delivery per
+    target of ``targets_for``, in one transaction."""
+
+    async def ingest(self, events: Sequence[NewEvent]) -> list[bool]:
+        """Store the events durably; ``True`` per event that was new (a known (domain, id) is left alone)."""
+        ...
+
+
 class Intake:
     """Accepts events for an account: validate, resolve domains, store with the fan-out of
-    ``targets_for`` (one transaction, see ``db.outbox``)."""
+    ``targets_for`` (one transaction, through an ``EventOutbox``)."""
 
     # Domains are never deleted or moved between accounts, so a found domain can be remembered;
     # a miss is not cached (the domain may be added a moment later).
     DOMAIN_CACHE_SECONDS = 60.0
 
-    def __init__(self, store: Store, outbox: Outbox) -> None:
+    def __init__(self, store: DomainLookup, outbox: EventOutbox) -> None:
         self.store = store
         self.outbox = outbox
         self._domains: dict[tuple[int, str], tuple[float, Domain]] = {}

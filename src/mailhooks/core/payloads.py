@@ -1,10 +1,11 @@
 """What a delivery looks like on the wire: bodies per payload format, and every signature.
 
 - ``mailgun``: ``{"signature": {timestamp, token, signature}, "event-data": {...}}`` where
-  signature = hex HMAC-SHA256(account signing key, timestamp + token) (spec/mailgun.md §7).
+  signature = hex HMAC-SHA256(account signing key, timestamp + token) (docs/dialects/mailgun.md#signatures).
 - ``kirim``: flat fields plus ``signature`` = hex HMAC-SHA256(key = domain secret + message_guid,
-  message = b"") (spec/kirimemail.md §6.2).
-- Every delivery also carries Standard Webhooks headers signed with the account signing key.
+  message = b"") (docs/dialects/kirimemail.md#signatures).
+- Every delivery also carries Standard Webhooks headers signed with the account signing key
+  (docs/dialects/README.md#standard-webhooks-headers).
 
 The event-data JSON is encoded once per event and spliced into each attempt's body, so fan-out and
 retries only pay for the signature.
@@ -19,6 +20,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -26,6 +28,14 @@ import orjson
 from mailhooks import __version__
 
 USER_AGENT = f"mailhooks/{__version__}"
+
+
+class PayloadFormat(StrEnum):
+    """The body a webhook receives; stored as its value on each webhook row."""
+
+    MAILGUN = "mailgun"
+    KIRIM = "kirim"
+
 
 FAIL_SEVERITY = {"permanent_fail": "permanent", "temporary_fail": "temporary"}
 LOG_LEVEL = {"permanent_fail": "error", "temporary_fail": "warn", "complained": "warn", "failed": "error",
@@ -136,19 +146,20 @@ def standard_signature(signing_key: str, msg_id: str, timestamp: int, body: byte
 class PreparedEvent:
     """An event encoded once for one payload format; ``render`` signs it for one attempt."""
 
-    payload_format: str
+    payload_format: PayloadFormat
     encoded: bytes  # mailgun: the event-data JSON; kirim: the whole body (its signature is per message)
 
     @classmethod
     def prepare(cls, payload_format: str, event: dict[str, Any], domain_secret: str) -> PreparedEvent:
-        if payload_format == "kirim":
-            return cls("kirim", dumps(kirim_fields(event, domain_secret)))
-        return cls("mailgun", dumps(mailgun_event_data(event)))
+        """``payload_format`` as stored (a ``PayloadFormat`` value); anything but ``kirim`` is Mailgun's."""
+        if payload_format == PayloadFormat.KIRIM:
+            return cls(PayloadFormat.KIRIM, dumps(kirim_fields(event, domain_secret)))
+        return cls(PayloadFormat.MAILGUN, dumps(mailgun_event_data(event)))
 
     def render(self, signing_key: str, msg_id: str, now: float | None = None) -> tuple[bytes, dict[str, str]]:
         """Body and headers for one attempt, freshly signed."""
         ts = int(now if now is not None else time.time())
-        if self.payload_format == "kirim":
+        if self.payload_format == PayloadFormat.KIRIM:
             body = self.encoded
         else:
             signature = dumps(mailgun_signature(signing_key, str(ts)))

@@ -12,6 +12,8 @@
   delivery is ``failed``. A 429's ``Retry-After`` is honoured (never retry sooner than it asks) up to
   ``MAX_RETRY_AFTER``, so a receiver cannot park a delivery for days.
 
+What an outcome means for the endpoint's health and the auto-disable window is ``core.outcomes``.
+
 A manual retry or a recovery re-queues a finished delivery for one more attempt: its attempt count is
 already past the schedule, so a failure finishes it again instead of starting another 8-hour cycle.
 """
@@ -51,12 +53,7 @@ MAX_RETRY_AFTER = 6 * 3600.0
 class Decision:
     status: DeliveryStatus
     next_attempt_at: float | None
-    disable_reason: str | None = None  # set when this outcome disables the webhook
-
-    @property
-    def failure(self) -> bool:
-        """The attempt did not succeed (counts towards the auto-disable window)."""
-        return self.status != DeliveryStatus.SUCCEEDED
+    disable_reason: str | None = None  # set when this outcome disables the webhook (410)
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -110,15 +107,3 @@ def decide(
         if asked is not None:
             delay = max(delay, min(asked, MAX_RETRY_AFTER))
     return Decision(DeliveryStatus.PENDING, now + delay)
-
-
-def should_disable(failing_since: float | None, now: float, disable_after: float) -> bool:
-    """A webhook whose attempts have all failed for ``disable_after`` seconds is disabled."""
-    return failing_since is not None and now - failing_since >= disable_after
-
-
-AUTO_DISABLE_REASON = "every attempt failed for {days:g} days"
-
-
-def auto_disable_reason(disable_after: float) -> str:
-    return AUTO_DISABLE_REASON.format(days=disable_after / 86400)

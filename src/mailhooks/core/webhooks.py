@@ -2,7 +2,8 @@
 
 One row is one URL x one event type. The dialects are views over the same rows: Mailgun v3 groups
 a domain's rows by type, v4 by URL, v1 by ``group_id`` (its ``webhook_id``); Kirim.Email addresses
-single rows by guid. Every rule (3 URLs per type, duplicates, URL checks, ownership) lives here once.
+single rows by guid. Every rule (3 URLs per type, duplicates, URL checks, ownership) lives here once,
+raising coded errors (``core.errors``) that each dialect words its own way.
 """
 
 from __future__ import annotations
@@ -11,16 +12,12 @@ import secrets
 from collections.abc import Iterable, Sequence
 
 from mailhooks.core.accounts import find_domain
-from mailhooks.core.errors import (
-    Conflict,
-    LimitExceeded,
-    ValidationFailed,
-    WebhookNotFound,
-)
+from mailhooks.core.errors import TooManyUrls, TypeExists, UrlExists, ValidationFailed, WebhookNotFound
 from mailhooks.core.event_types import MAILGUN_TYPES
 from mailhooks.core.models import Account, Domain, NewWebhook, Webhook
+from mailhooks.core.payloads import PayloadFormat
+from mailhooks.core.ports import WebhookStorage
 from mailhooks.core.targets import TargetPolicy, check_target
-from mailhooks.db.store import Store
 
 MAX_URLS_PER_TYPE = 3
 MAX_DESCRIPTION = 1024
@@ -47,6 +44,22 @@ def _description(value: str | None) -> str | None:
     return value
 
 
+def check_url_limit(event_type: str, urls: Iterable[str]) -> None:
+    """The one URL limit of every dialect: at most ``MAX_URLS_PER_TYPE`` distinct URLs receive a type."""
+    if len(set(urls)) > MAX_URLS_PER_TYPE:
+        raise TooManyUrls(event_type, MAX_URLS_PER_TYPE)
+
+
+def check_not_subscribed(rows: Iterable[Webhook], event_type: str, url: str) -> None:
+    """A URL receives an event type once: another row of the same type and URL is a conflict."""
+    if any(row.event_type == event_type and row.url == url for row in rows):
+        raise UrlExists(event_type, url)
+
+
+def urls_of(rows: Iterable[Webhook], event_type: str) -> set[str]:
+    return {row.url for row in rows if row.event_type == event_type}
+
+
 def in_list_order(rows: Iterable[Webhook]) -> list[Webhook]:
     """Each type's URLs in the order the client gave them (a PUT may reorder), then by creation."""
     return sorted(rows, key=lambda row: (row.position, row.id))
@@ -69,7 +82,7 @@ def group_by_type(rows: Iterable[Webhook], types: Sequence[str] = MAILGUN_TYPES)
 
 
 class Subscriptions:
-    def __init__(self, store: Store, policy: TargetPolicy) -> None:
+    def __init__(self, store: WebhookStorage, policy: TargetPolicy) -> None:
         self.store = store
         self.policy = policy
 
@@ -79,13 +92,6 @@ class Subscriptions:
 
     async def check_urls(self, urls: Sequence[str]) -> list[str]:
         return [await check_target(url, self.policy) for url in urls]
-
-    @staticmethod
-    def check_limit(event_type: str, urls: Sequence[str]) -> None:
-        if len(urls) > MAX_URLS_PER_TYPE:
-            raise LimitExceeded.field(
-                "url", f"Maximum of {MAX_URLS_PER_TYPE} urls for a given webhook type ({event_type})"
-            )
 
     async def _rows(self, account: Account, domain: Domain | None, event_type: str | None = None) -> list[Webhook]:
         return await self.store.list_webhooks(account.id, domain.id if domain else None, event_type=event_type)
@@ -101,16 +107,16 @@ class Subscriptions:
         return _unique(urls)
 
     async def create_type(self, account: Account, domain: Domain, event_type: str, urls: Sequence[str],
-                          payload_format: str = "mailgun") -> list[str]:
+                          payload_format: PayloadFormat = PayloadFormat.MAILGUN) -> list[str]:
         urls = _unique(urls)
-        self.check_limit(event_type, urls)
+        check_url_limit(event_type, urls)
         if await self._rows(account, domain, event_type):
-            raise Conflict("Webhook already exists")
+            raise TypeExists(event_type)
         urls = await self.check_urls(urls)
 
         def plan(rows: list[Webhook]) -> Change:
             if any(row.event_type == event_type for row in rows):
-                raise Conflict("Webhook already exists")
+                raise TypeExists(event_type)
             return [NewWebhook(account.id, domain.id, event_type, url, payload_format, position=position)
                     for position, url in enumerate(urls)], []
 
@@ -118,9 +124,9 @@ class Subscriptions:
         return urls
 
     async def replace_type(self, account: Account, domain: Domain, event_type: str, urls: Sequence[str],
-                           payload_format: str = "mailgun") -> list[str]:
+                           payload_format: PayloadFormat = PayloadFormat.MAILGUN) -> list[str]:
         urls = _unique(urls)
-        self.check_limit(event_type, urls)
+        check_url_limit(event_type, urls)
         if not await self._rows(account, domain, event_type):
             raise WebhookNotFound()
         urls = await self.check_urls(urls)
@@ -156,16 +162,14 @@ class Subscriptions:
 
     # ------------------------------------------------------------------ by URL (Mailgun v4)
     async def add_url(self, account: Account, domain: Domain, url: str, event_types: Sequence[str],
-                      payload_format: str = "mailgun") -> dict[str, list[str]]:
+                      payload_format: PayloadFormat = PayloadFormat.MAILGUN) -> dict[str, list[str]]:
         (url,) = await self.check_urls([url])
         types = _unique(event_types)
 
         def plan(rows: list[Webhook]) -> Change:
             for event_type in types:
-                current = [row.url for row in rows if row.event_type == event_type]
-                if url in current:
-                    raise Conflict(f"Webhook for event type '{event_type}' with URL '{url}' already exists")
-                self.check_limit(event_type, _unique([*current, url]))
+                check_not_subscribed(rows, event_type, url)
+                check_url_limit(event_type, urls_of(rows, event_type) | {url})
             return [NewWebhook(account.id, domain.id, event_type, url, payload_format,
                                position=next_position(rows, event_type)) for event_type in types], []
 
@@ -173,7 +177,7 @@ class Subscriptions:
         return await self.urls_by_type(account, domain)
 
     async def set_url_types(self, account: Account, domain: Domain, url: str, event_types: Sequence[str],
-                            payload_format: str = "mailgun") -> dict[str, list[str]]:
+                            payload_format: PayloadFormat = PayloadFormat.MAILGUN) -> dict[str, list[str]]:
         (url,) = await self.check_urls([url])
         types = _unique(event_types)
 
@@ -184,8 +188,7 @@ class Subscriptions:
             have = {row.event_type for row in mine}
             for event_type in types:
                 if event_type not in have:
-                    current = [row.url for row in rows if row.event_type == event_type]
-                    self.check_limit(event_type, _unique([*current, url]))
+                    check_url_limit(event_type, urls_of(rows, event_type) | {url})
             return (
                 [NewWebhook(account.id, domain.id, t, url, payload_format, position=next_position(rows, t))
                  for t in types if t not in have],
@@ -224,11 +227,13 @@ class Subscriptions:
             raise WebhookNotFound()
         return rows
 
-    def _check_account_limit(self, rows: Sequence[Webhook], url: str, types: Sequence[str],
-                             ignore_group: str | None = None) -> None:
+    @staticmethod
+    def _check_account_url(rows: Sequence[Webhook], url: str, types: Sequence[str]) -> None:
+        """Every duplicate first, then the limit, type by type (``rows``: the others of the account)."""
         for event_type in types:
-            current = {row.url for row in rows if row.event_type == event_type and row.group_id != ignore_group}
-            self.check_limit(event_type, sorted(current | {url}))
+            check_not_subscribed(rows, event_type, url)
+        for event_type in types:
+            check_url_limit(event_type, urls_of(rows, event_type) | {url})
 
     async def create_account_webhook(self, account: Account, url: str, event_types: Sequence[str],
                                      description: str | None) -> list[Webhook]:
@@ -238,11 +243,9 @@ class Subscriptions:
         description = (_description(description) or "")[:MAX_DESCRIPTION]
 
         def plan(rows: list[Webhook]) -> Change:
-            for event_type in types:
-                if any(row.url == url and row.event_type == event_type for row in rows):
-                    raise Conflict(f"Webhook for event type '{event_type}' with URL '{url}' already exists")
-            self._check_account_limit(rows, url, types)
-            return [NewWebhook(account.id, None, t, url, "mailgun", group_id, description) for t in types], []
+            self._check_account_url(rows, url, types)
+            return [NewWebhook(account.id, None, t, url, PayloadFormat.MAILGUN, group_id, description)
+                    for t in types], []
 
         return await self.store.plan_webhooks(account.id, None, plan)
 
@@ -257,13 +260,10 @@ class Subscriptions:
             existing = [row for row in rows if row.group_id == group_id]
             if not existing:
                 raise WebhookNotFound()
-            for event_type in types:
-                if any(r.url == url and r.event_type == event_type and r.group_id != group_id for r in rows):
-                    raise Conflict(f"Webhook for event type '{event_type}' with URL '{url}' already exists")
-            self._check_account_limit(rows, url, types, ignore_group=group_id)
+            self._check_account_url([row for row in rows if row.group_id != group_id], url, types)
             kept = existing[0].description if description is None else description
             return (
-                [NewWebhook(account.id, None, t, url, "mailgun", group_id, (kept or "")[:MAX_DESCRIPTION])
+                [NewWebhook(account.id, None, t, url, PayloadFormat.MAILGUN, group_id, (kept or "")[:MAX_DESCRIPTION])
                  for t in types],
                 [row.id for row in existing],
             )
@@ -300,14 +300,12 @@ class Subscriptions:
 
     @staticmethod
     def _check_row(rows: Sequence[Webhook], event_type: str, url: str, ignore_id: int | None = None) -> None:
-        rows = [r for r in rows if r.event_type == event_type and r.id != ignore_id]
-        if any(r.url == url for r in rows):
-            raise ValidationFailed.field("url", "A webhook for this type and url already exists.")
-        if len({r.url for r in rows} | {url}) > MAX_URLS_PER_TYPE:
-            raise LimitExceeded.field("url", f"A maximum of {MAX_URLS_PER_TYPE} urls is allowed per event type.")
+        others = [row for row in rows if row.id != ignore_id]
+        check_not_subscribed(others, event_type, url)
+        check_url_limit(event_type, urls_of(others, event_type) | {url})
 
     async def create_row(self, account: Account, domain: Domain, event_type: str, url: str,
-                         payload_format: str = "kirim") -> Webhook:
+                         payload_format: PayloadFormat = PayloadFormat.KIRIM) -> Webhook:
         (url,) = await self.check_urls([url])
 
         def plan(rows: list[Webhook]) -> Change:

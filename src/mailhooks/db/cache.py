@@ -8,10 +8,10 @@ asyncpg), so a management ``GET`` spent most of its time there.
 Never stale, by construction: an entry is served only while the database's *generation* is the one it
 was read under, and the generation moves on every change the process could miss:
 
-- any write through this process's :class:`~mailhooks.db.store.Store` (bumped after the commit);
+- any write through this process's :class:`~mailhooks.db.database.Database` (bumped after the commit);
 - SQLite: ``PRAGMA data_version`` on a private connection, which changes whenever any other
   connection — of this process or of another, the CLI included — commits;
-- PostgreSQL: a ``LISTEN`` on ``mailhooks_config``, which statement triggers on ``accounts``,
+- PostgreSQL: a ``LISTEN`` on ``mailhooks_config``, which row triggers on ``accounts``,
   ``api_keys``, ``domains`` and ``webhooks`` notify (migration 0004). While that connection is down
   the cache is bypassed, and it starts empty when the connection comes back.
 
@@ -34,7 +34,9 @@ from sqlalchemy.engine import make_url
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-CONFIG_CHANNEL = "mailhooks_config"
+# Opens a LISTEN connection on the configuration channel calling the given callback on each notification
+# (``Database.listen``); raises when it cannot.
+ConfigListen = Callable[[Callable[..., None]], Awaitable[Any]]
 MAX_ENTRIES = 10_000
 RECONNECT_SECONDS = 5.0
 
@@ -42,9 +44,12 @@ RECONNECT_SECONDS = 5.0
 class ReadCache:
     """Memoizes reads keyed by their arguments while the database generation stands still."""
 
-    def __init__(self, url: str, postgres: bool) -> None:
+    def __init__(self, url: str, postgres: bool, listen: ConfigListen | None = None) -> None:
+        """``listen``: how to hear of other processes' changes on PostgreSQL; without it the cache is
+        bypassed there (it could not tell when an entry went stale)."""
         self.url = url
         self.postgres = postgres
+        self._listen_config = listen
         self.local_generation = 0
         self._entries: dict[tuple[Any, ...], tuple[tuple[int, int], Any]] = {}
         self._sqlite: sqlite3.Connection | None = None
@@ -93,7 +98,7 @@ class ReadCache:
 
     # ------------------------------------------------------------------ PostgreSQL LISTEN
     def _schedule_listen(self) -> None:
-        if self._connecting or time.monotonic() < self._next_connect:
+        if self._listen_config is None or self._connecting or time.monotonic() < self._next_connect:
             return
         try:  # keep a reference: the loop holds tasks only weakly
             self._listen_task = asyncio.get_running_loop().create_task(self._listen())
@@ -102,13 +107,10 @@ class ReadCache:
         self._connecting = True
 
     async def _listen(self) -> None:
-        import asyncpg
-
+        assert self._listen_config is not None
         self._next_connect = time.monotonic() + RECONNECT_SECONDS
-        dsn = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
         try:
-            listener = await asyncpg.connect(dsn, timeout=5)
-            await listener.add_listener(CONFIG_CHANNEL, self._notified)
+            listener = await self._listen_config(self._notified)
         except Exception as exc:  # bypassed until it works: correctness never depends on the cache
             log.warning("read_cache_listen_failed", error=repr(exc))
             return

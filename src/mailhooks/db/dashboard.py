@@ -1,7 +1,8 @@
 """Read queries behind the web dashboard (``/ui``).
 
 Reads only: every action the dashboard offers (retry, recover, re-enable, subscriptions, keys) goes
-through the same core and storage functions as the APIs. Every query here is scoped by account id,
+through the same core and storage functions as the APIs; a delivery is the native API's select
+(``db.deliveries``) with a little more. Every query here is scoped by account id,
 so another account's rows are indistinguishable from missing ones. Lists are paged in SQL.
 """
 
@@ -14,12 +15,15 @@ from typing import Any
 import orjson
 from sqlalchemy import Integer, and_, case, cast, func, or_, select
 
-from mailhooks.core.deliveries import DeliveryStatus
+from mailhooks.core.deliveries import IN_QUEUE
 from mailhooks.core.models import ApiKey, Domain
 from mailhooks.db import schema as t
+from mailhooks.db.deliveries import delivery_select
 from mailhooks.db.store import Store
 
 DAY = 24 * 3600.0
+# Besides the native API's columns, the dashboard links a delivery to its webhook's page (domain or account).
+_WEBHOOK_DOMAIN = t.webhooks.c.domain_id.label("webhook_domain_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +97,7 @@ class Dashboard:
             for row in await conn.execute(
                 select(dv.c.domain_id, func.min(dv.c.created_at))
                 .where(dv.c.account_id == account_id, dv.c.domain_id.in_(domain_ids),
-                       dv.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DELIVERING]))
+                       dv.c.status.in_(IN_QUEUE))
                 .group_by(dv.c.domain_id)
             ):
                 oldest[row[0]] = float(row[1])
@@ -111,23 +115,11 @@ class Dashboard:
         }
 
     # ------------------------------------------------------------------ deliveries
-    def _deliveries(self, account_id: int) -> Any:
-        d, e, w, dm = t.deliveries, t.events, t.webhooks, t.domains
-        return (
-            select(d.c.id, d.c.status, d.c.attempts, d.c.next_attempt_at, d.c.last_status_code, d.c.last_error,
-                   d.c.created_at, d.c.updated_at, e.c.event_id, e.c.event_type, dm.c.name.label("domain"),
-                   w.c.guid.label("webhook"), w.c.url, w.c.payload_format, w.c.domain_id.label("webhook_domain_id"))
-            .join(e, e.c.id == d.c.event_pk)
-            .join(w, w.c.id == d.c.webhook_id)
-            .join(dm, dm.c.id == d.c.domain_id)
-            .where(d.c.account_id == account_id)
-        )
-
     async def deliveries_page(self, account_id: int, flt: DeliveryFilter, before: int | None = None,
                               after: int | None = None, limit: int = 25) -> DeliveryPage:
         """Newest first, keyset-paged on the delivery id: ``before`` pages older, ``after`` newer."""
         d = t.deliveries
-        query = self._deliveries(account_id)
+        query = delivery_select(account_id, _WEBHOOK_DOMAIN)
         conditions = []
         if flt.domain_id is not None:
             conditions.append(d.c.domain_id == flt.domain_id)
@@ -169,7 +161,7 @@ class Dashboard:
         a, e = t.attempts, t.events
         async with self.store.read() as conn:
             row = (await conn.execute(
-                self._deliveries(account_id).add_columns(e.c.payload, e.c.occurred_at)
+                delivery_select(account_id, _WEBHOOK_DOMAIN, e.c.payload, e.c.occurred_at)
                 .where(t.deliveries.c.id == delivery_id))).first()
             if row is None:
                 return None

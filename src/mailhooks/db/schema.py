@@ -21,6 +21,12 @@ from sqlalchemy import (
     text,
 )
 
+from mailhooks.core.deliveries import IN_QUEUE
+
+# "In the queue" (``core.deliveries.IN_QUEUE``) as SQL, for the partial index and every query that should
+# use it: written out literally (not as bound parameters) so that both planners can match the index.
+IN_QUEUE_SQL = "status IN ({})".format(", ".join(f"'{status}'" for status in IN_QUEUE))
+
 # BigInteger primary keys that are still SQLite's INTEGER PRIMARY KEY (rowid) there.
 PK = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -130,8 +136,8 @@ deliveries = Table(
     Index(
         "ix_deliveries_queue",
         "next_attempt_at",
-        sqlite_where=text("status IN ('pending', 'delivering')"),
-        postgresql_where=text("status IN ('pending', 'delivering')"),
+        sqlite_where=text(IN_QUEUE_SQL),
+        postgresql_where=text(IN_QUEUE_SQL),
     ),
     Index("ix_deliveries_domain_status", "domain_id", "status"),
     Index("ix_deliveries_created", "created_at"),  # retention

@@ -1,92 +1,53 @@
-"""The storage interface the core talks to. Every method is one transaction.
-
-SQLite gets two engines: writes open ``BEGIN IMMEDIATE`` so that two processes never deadlock on a
-lock upgrade, while reads stay deferred and run beside them (WAL).
+"""Configuration storage: accounts, API keys, domains, webhooks and the installation's secrets, on
+top of :class:`~mailhooks.db.database.Database`. Every method is one transaction.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, event, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailhooks.core.errors import Conflict
+from mailhooks.core.message_ids import new_message_id_key
 from mailhooks.core.models import Account, ApiKey, Domain, NewWebhook, Webhook
+from mailhooks.core.ports import WebhookPlan
 from mailhooks.db import schema as t
-from mailhooks.db.cache import ReadCache
-from mailhooks.db.engine import create_engine, is_postgres
+from mailhooks.db.database import Database
 
-
-def _immediate_transactions(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _begin_immediate(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-# Decides a webhook change from the scope's live rows: ``(rows to add, ids to remove)``, optionally with
-# ``{id: position}`` for rows that stay but move in their type's URL list; or raises.
-WebhookPlan = Callable[[list[Webhook]], tuple[Sequence[NewWebhook], Sequence[int]]
-                       | tuple[Sequence[NewWebhook], Sequence[int], Mapping[int, int]]]
+MESSAGE_ID_KEY = "webhook-id"  # its row in instance_secrets
 
 
 def _webhook(row: Any) -> Webhook:
     return Webhook(**row._mapping)
 
 
-class Store:
-    """Async access to every table. Construct with a database URL; call ``close()`` when done."""
+class Store(Database):
+    """Async access to the configuration tables. Construct with a database URL (``cache=True`` for the
+    API server: see ``Database``); call ``close()`` when done."""
 
-    def __init__(self, url: str, cache: bool = False) -> None:
-        """``cache=True`` (the API server) memoizes the per-request configuration reads; see ``cache.py``."""
-        self.url = url
-        self.postgres = is_postgres(url)
-        self.cache = ReadCache(url, self.postgres) if cache else None
-        if self.postgres:
-            self.engine = create_engine(url)
-            self.read_engine = self.engine
-        else:
-            self.engine = create_engine(url)
-            _immediate_transactions(self.engine)
-            self.read_engine = create_engine(url)
-        self._write_lock: asyncio.Lock | None = None if self.postgres else asyncio.Lock()
+    _message_id_key: bytes | None = None
 
-    async def close(self) -> None:
-        if self.cache is not None:
-            await self.cache.close()
-        await self.engine.dispose()
-        if self.read_engine is not self.engine:
-            await self.read_engine.dispose()
-
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            if self._write_lock is None:
-                async with self.engine.begin() as conn:
-                    yield conn
-                return
-            # SQLite has one writer at a time anyway; queueing in-process is far cheaper than letting
-            # pooled connections collide on the file lock and sleep in the busy handler.
-            async with self._write_lock, self.engine.begin() as conn:
-                yield conn
-        finally:
-            if self.cache is not None:
-                self.cache.changed()  # after the commit (or rollback): a read from now on sees it
-
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.read_engine.connect() as conn:
-            yield conn
+    async def message_id_key(self) -> bytes:
+        """The installation's ``webhook-id`` key (``core.message_ids``). The first process to ask makes it;
+        every process reads the same one, and it never changes, so it is read once."""
+        if self._message_id_key is None:
+            s = t.instance_secrets
+            async with self.read() as conn:
+                value = (await conn.execute(select(s.c.value).where(s.c.name == MESSAGE_ID_KEY))).scalar()
+            if value is None:
+                async with self.write() as conn:  # two first processes at once: one key wins
+                    await conn.execute(self.insert(s).values(
+                        name=MESSAGE_ID_KEY, value=new_message_id_key(), created_at=time.time(),
+                    ).on_conflict_do_nothing(index_elements=["name"]))
+                    value = (await conn.execute(select(s.c.value).where(s.c.name == MESSAGE_ID_KEY))).scalar_one()
+            self._message_id_key = bytes.fromhex(value)
+        return self._message_id_key
 
     # ---------------------------------------------------------------- accounts and keys
     async def create_account(self, username: str, signing_key: str) -> Account:

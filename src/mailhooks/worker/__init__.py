@@ -1,1 +1,1 @@
-"""Delivery: the HTTP sender and the dispatcher loop that drains the outbox."""
+"""The dispatcher: claims due deliveries, sends them (through ``mailhooks.sending``), records the outcomes."""

@@ -1,0 +1,71 @@
+"""Keys (``/ui/settings``): the signing key (masked, revealed on request, rotated) and the account's API
+keys (created, revoked)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mailhooks.api.ui import deps
+from mailhooks.api.ui.formatting import masked
+from mailhooks.api.ui.inputs import PAGE_SIZE, KeyPrefix, offset_of, page_number, pager
+from mailhooks.api.ui.rendering import redirect, render
+from mailhooks.api.ui.session import PostedForm, Session, SignedIn
+from mailhooks.api.ui.site import PREFIX
+from mailhooks.core.accounts import create_api_key, rotate_signing_key, whsec
+from mailhooks.core.errors import NotFound
+from mailhooks.db.dashboard import Dashboard
+from mailhooks.db.store import Store
+
+PAGE = f"{PREFIX}/settings"
+
+router = APIRouter()
+
+
+async def _settings(request: Request, session: Session, store: Store, dash: Dashboard, status: int = 200,
+                    **extra: Any) -> Response:
+    page = page_number(request)
+    keys, total = await dash.api_keys_page(session.account.id, offset_of(page), PAGE_SIZE)
+    account = await store.get_account(session.account.id) or session.account
+    return render(request, "settings.html", status=status, session=session, nav="settings", keys=keys,
+                  pager=pager(page, total), masked=masked(account.signing_key),
+                  current_prefix=session.key_prefix, **extra)
+
+
+@router.get("/settings")
+async def settings_page(request: Request, session: SignedIn, store: deps.StoreDep,
+                        dash: deps.DashboardDep) -> Response:
+    return await _settings(request, session, store, dash)
+
+
+@router.post("/settings/reveal")
+async def reveal_signing_key(request: Request, posted: PostedForm, store: deps.StoreDep,
+                             dash: deps.DashboardDep) -> Response:
+    """Shown only in answer to a POST (CSRF-checked), never in a page that a GET returns."""
+    account = await store.get_account(posted.account.id) or posted.account
+    return await _settings(request, posted.session, store, dash, revealed=account.signing_key,
+                           revealed_whsec=whsec(account.signing_key))
+
+
+@router.post("/settings/rotate")
+async def rotate(request: Request, posted: PostedForm, store: deps.StoreDep) -> Response:
+    await rotate_signing_key(store, posted.account)
+    return redirect(request, PAGE, "Signing key rotated: deliveries from now on are signed with the new key.")
+
+
+@router.post("/settings/keys")
+async def new_api_key(request: Request, posted: PostedForm, store: deps.StoreDep,
+                      dash: deps.DashboardDep) -> Response:
+    key = await create_api_key(store, posted.account)
+    return await _settings(request, posted.session, store, dash, new_key=key)
+
+
+@router.post("/settings/keys/{prefix}/revoke")
+async def revoke_api_key(request: Request, prefix: KeyPrefix, posted: PostedForm, store: deps.StoreDep) -> Response:
+    # A prefix we hand out is printable; NUL (which PostgreSQL refuses in text) names no key.
+    if not prefix.isprintable() or not await store.revoke_api_key(prefix, posted.account.id):
+        raise NotFound("API key not found", what="key")
+    return redirect(request, PAGE, f"API key {prefix}… revoked.")

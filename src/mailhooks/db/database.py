@@ -1,0 +1,142 @@
+"""The database itself: engines, transactions, raw driver access and LISTEN/NOTIFY, for every storage
+module (configuration, intake, the delivery queue, the reads) to build on.
+
+SQLite gets two engines: writes open ``BEGIN IMMEDIATE`` so that two processes never deadlock on a
+lock upgrade, while reads stay deferred and run beside them (WAL). Writes of one process queue on an
+``asyncio.Lock`` first (SQLite has one writer at a time anyway). PostgreSQL has one pooled engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Table, event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mailhooks.db.cache import ReadCache
+from mailhooks.db.engine import create_engine, is_postgres
+
+# NOTIFY channels (PostgreSQL). Ingest, a manual retry and a recovery notify the deliveries channel (the
+# dispatchers LISTEN); statement triggers on the configuration tables notify the config channel (migration
+# 0004; the API's read cache LISTENs).
+DELIVERIES_CHANNEL = "mailhooks_deliveries"
+CONFIG_CHANNEL = "mailhooks_config"
+LISTEN_TIMEOUT = 5.0  # seconds to open a LISTEN connection
+
+
+def _immediate_transactions(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin_immediate(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """Engines and transactions for one database URL; call ``close()`` when done.
+
+    ``cache=True`` (the API server) keeps a read cache of configuration (``cache.py``) that every write
+    through this object invalidates.
+    """
+
+    def __init__(self, url: str, cache: bool = False) -> None:
+        self.url = url
+        self.postgres = is_postgres(url)
+        self.cache = ReadCache(url, self.postgres, partial(self.listen, CONFIG_CHANNEL)) if cache else None
+        self.engine = create_engine(url)
+        if self.postgres:
+            self.read_engine = self.engine
+        else:
+            _immediate_transactions(self.engine)
+            self.read_engine = create_engine(url)
+        self._write_lock: asyncio.Lock | None = None if self.postgres else asyncio.Lock()
+
+    async def close(self) -> None:
+        if self.cache is not None:
+            await self.cache.close()
+        await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
+
+    # ------------------------------------------------------------------ transactions
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction (committed on exit, rolled back on an exception)."""
+        try:
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            # SQLite has one writer at a time anyway; queueing in-process is far cheaper than letting
+            # pooled connections collide on the file lock and sleep in the busy handler.
+            async with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        finally:
+            if self.cache is not None:
+                self.cache.changed()  # after the commit (or rollback): a read from now on sees it
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.read_engine.connect() as conn:
+            yield conn
+
+    def insert(self, table: Table) -> Any:
+        """This backend's ``INSERT`` with ``ON CONFLICT`` support (``.on_conflict_do_nothing(…)``)."""
+        return (pg_insert if self.postgres else sqlite_insert)(table)
+
+    # ------------------------------------------------------------------ raw driver access
+    @staticmethod
+    async def driver(conn: AsyncConnection) -> Any:
+        """The driver's own connection under ``conn`` (aiosqlite or asyncpg), inside its transaction: for
+        hot paths that skip SQLAlchemy's compilation and result processing."""
+        return (await conn.get_raw_connection()).driver_connection
+
+    @asynccontextmanager
+    async def raw(self) -> AsyncIterator[Any]:
+        """PostgreSQL: a pooled connection's asyncpg connection, outside any SQLAlchemy transaction
+        (autocommit: each statement its own implicit transaction, one round trip).
+
+        Anything but a server-side error (a lost connection, a cancelled statement) invalidates the
+        connection, so the pool does not hand it out again.
+        """
+        async with self.engine.connect() as conn:
+            raw: Any = await self.driver(conn)
+            try:
+                yield raw
+            except BaseException as exc:
+                if not isinstance(exc, asyncpg.PostgresError) or raw.is_closed():
+                    await conn.invalidate()
+                raise
+
+    # ------------------------------------------------------------------ LISTEN / NOTIFY
+    async def notify(self, conn: AsyncConnection, channel: str = DELIVERIES_CHANNEL) -> None:
+        """Tell ``channel``'s listeners, when ``conn``'s transaction commits, that something changed.
+
+        PostgreSQL only: on SQLite nobody listens (processes poll, and ``serve`` wakes its own
+        dispatcher in-process)."""
+        if self.postgres:
+            await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+
+    async def listen(self, channel: str, callback: Callable[..., None],
+                     connect_timeout: float = LISTEN_TIMEOUT) -> Any:
+        """A dedicated asyncpg connection (outside the pool) LISTENing on ``channel``, which calls
+        ``callback`` on each notification. Raises when it cannot be set up; the caller closes it, and
+        watches ``is_closed()`` to know when to listen again."""
+        dsn = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        listener = await asyncpg.connect(dsn, timeout=connect_timeout)
+        try:
+            await listener.add_listener(channel, callback)
+        except BaseException:
+            listener.terminate()
+            raise
+        return listener

@@ -1,0 +1,114 @@
+"""What both queue backends share: the claimed row's columns, and the statements that are the same SQL
+on PostgreSQL and SQLite (off the hot path: releases, webhook health, shutdown, retention, figures)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mailhooks.core.deliveries import FINISHED, Claimed, DeliveryStatus, Outcome
+from mailhooks.core.outcomes import auto_disable
+from mailhooks.db import schema as t
+from mailhooks.db.database import Database
+
+# A claim returns, per delivery ``c``, everything needed to send it: the event, the webhook, the account's
+# signing key and the domain's secret (read positionally by ``claimed``).
+CLAIM_COLUMNS = ("c.id, c.event_pk, c.webhook_id, c.attempts, c.lease_expires_at, e.event_id, e.event_type, "
+                 "e.payload, w.url, w.payload_format, w.deleted_at, w.disabled_at, w.disabled_reason, "
+                 "a.signing_key, dm.secret AS domain_secret")
+CLAIM_JOINS = ("JOIN events e ON e.id = c.event_pk JOIN webhooks w ON w.id = c.webhook_id "
+               "JOIN accounts a ON a.id = e.account_id JOIN domains dm ON dm.id = e.domain_id")
+
+
+def claimed(row: Any) -> Claimed:
+    """A driver row of ``CLAIM_COLUMNS`` as a job."""
+    disabled_at = row[11]
+    return Claimed(
+        id=row[0], event_pk=row[1], webhook_id=row[2], attempts=row[3] or 0, lease_expires_at=row[4],
+        event_id=row[5], event_type=row[6], payload=row[7], url=row[8], payload_format=row[9],
+        webhook_deleted=row[10] is not None,
+        webhook_disabled_reason=(row[12] or "disabled") if disabled_at is not None else None,
+        signing_key=row[13], domain_secret=row[14],
+    )
+
+
+class SqlQueue:
+    """The part of ``DeliveryQueue`` written once for both backends (subclasses add claim and record)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def release_owned(self, owner: str) -> int:
+        async with self.db.write() as conn:
+            return await self._release(conn, owner, None, time.time())
+
+    async def purge(self, cutoff: float, batch: int = 1000) -> int:
+        d = t.deliveries
+        async with self.db.write() as conn:
+            ids = [row.id for row in await conn.execute(
+                select(d.c.id).where(d.c.created_at < cutoff, d.c.status.in_(FINISHED)).limit(batch))]
+            if ids:
+                await conn.execute(delete(t.attempts).where(t.attempts.c.delivery_id.in_(ids)))
+                await conn.execute(delete(d).where(d.c.id.in_(ids)))
+            e = t.events
+            orphans = (select(e.c.id).where(e.c.received_at < cutoff,
+                                            ~select(d.c.id).where(d.c.event_pk == e.c.id).exists())
+                       .limit(batch).scalar_subquery())
+            result = await conn.execute(delete(e).where(e.c.id.in_(orphans)))
+        return len(ids) + int(result.rowcount or 0)
+
+    async def queue_stats(self) -> tuple[int, float | None]:
+        d = t.deliveries
+        now = time.time()
+        async with self.db.read() as conn:
+            row = (await conn.execute(
+                select(func.count(), func.min(d.c.next_attempt_at))
+                .where(text(t.IN_QUEUE_SQL), d.c.next_attempt_at <= now))).one()
+        return int(row[0]), row[1]
+
+    # ------------------------------------------------------------------ parts of ``record``
+    @staticmethod
+    async def _release(conn: AsyncConnection, owner: str, ids: Sequence[int] | None, now: float) -> int:
+        """Hand claimed rows back to the queue unsent, due now: those of ``ids`` (every one when ``None``)
+        that ``owner`` still holds. Returns how many."""
+        if ids is not None and not ids:
+            return 0
+        d = t.deliveries
+        held = [d.c.lease_owner == owner, d.c.status == DeliveryStatus.DELIVERING]
+        if ids is not None:
+            held.insert(0, d.c.id.in_(list(ids)))
+        result = await conn.execute(
+            update(d).where(*held)
+            .values(status=DeliveryStatus.PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None,
+                    updated_at=now)
+        )
+        return int(result.rowcount or 0)
+
+    @staticmethod
+    async def _webhook_health(conn: AsyncConnection, outcomes: Sequence[Outcome], now: float,
+                              disable_after: float | None) -> None:
+        w = t.webhooks.c
+        succeeded = {o.webhook_id for o in outcomes if o.endpoint_success}
+        failing = {o.webhook_id for o in outcomes if o.endpoint_failure} - succeeded
+        if succeeded:
+            await conn.execute(update(t.webhooks).where(w.id.in_(sorted(succeeded)), w.failing_since.is_not(None))
+                               .values(failing_since=None))
+        if failing:
+            ids = sorted(failing)
+            await conn.execute(update(t.webhooks).where(w.id.in_(ids), w.failing_since.is_(None))
+                               .values(failing_since=now))
+            if disable_after is not None:
+                rule = auto_disable(now, disable_after)
+                await conn.execute(
+                    update(t.webhooks)
+                    .where(w.id.in_(ids), w.disabled_at.is_(None), w.failing_since <= rule.cutoff)
+                    .values(disabled_at=now, disabled_reason=rule.reason, modified_at=now)
+                )
+        for o in outcomes:
+            if o.disable_reason:
+                await conn.execute(update(t.webhooks).where(w.id == o.webhook_id, w.disabled_at.is_(None))
+                                   .values(disabled_at=now, disabled_reason=o.disable_reason, modified_at=now))
