@@ -24,20 +24,14 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from tests.faults.loopback import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PG_ADMIN = os.environ.get("MAILHOOKS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 DRAIN_WITHIN = 90.0  # seconds after the flow ends for every acknowledged event to arrive
 # Short enough that a fault of a few seconds is over within the schedule; long enough to outlast it.
 RETRY_SCHEDULE = "1,1,2,2,3,5,5,10,10,15,30"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def severity(answer: int | str) -> int:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,15 +20,11 @@ from sqlalchemy.engine import make_url
 from mailhooks.core import accounts as core_accounts
 from mailhooks.db.migrate import upgrade
 from mailhooks.db.store import Store
+from tests.faults.loopback import ServerThread, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MAILHOOKS = str(Path(sys.executable).with_name("mailhooks"))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pg_available(admin_url: str) -> bool:
@@ -186,7 +183,7 @@ class Received:
     at: float
 
 
-class Receiver:
+class Receiver(ServerThread):
     """An aiohttp server on 127.0.0.1 in a background thread, recording every POST.
 
     ``script(path, [500, 500, 200])`` answers those statuses in turn (then the last one forever);
@@ -196,15 +193,11 @@ class Receiver:
     def __init__(self) -> None:
         import threading
 
-        self.port = free_port()
+        super().__init__(name="receiver")
         self.requests: list[Received] = []
         self.scripts: dict[str, list[int]] = {}
         self.hanging: set[str] = set()
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -229,24 +222,11 @@ class Receiver:
         raise AssertionError(f"{path}: expected {count} requests, got {len(self.on(path))}")
 
     def start(self) -> Receiver:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("receiver did not start")
+        super().start()
         return self
 
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        asyncio.run(self._serve())
-
-    async def _serve(self) -> None:
+    async def _open(self) -> Callable[[], Awaitable[None]]:
         from aiohttp import web
-
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
 
         async def handle(request: web.Request) -> web.Response:
             body = await request.read()
@@ -266,6 +246,4 @@ class Receiver:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self.port)
         await site.start()
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
+        return runner.cleanup

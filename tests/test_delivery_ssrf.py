@@ -51,24 +51,31 @@ def _insert_webhook(db_url: str, tenant: Tenant, url: str) -> None:
     asyncio.run(work())
 
 
-def test_private_targets_refused_at_send_time(strict_server: ServerProcess, receiver: Receiver) -> None:
-    tenant = Provisioner(strict_server.db_url).tenant()
-    urls = [receiver.url("/by-name").replace("127.0.0.1", "localhost"), receiver.url("/by-ip")]
+def _deliveries_once_failed(server: ServerProcess, tenant: Tenant, urls: list[str]) -> list[dict[str, object]]:
+    """Subscribe ``urls`` past the subscribe-time check, emit one event, and return its deliveries once
+    every URL has one and all are ``failed`` (or whatever they are after 15 s)."""
     for url in urls:
-        _insert_webhook(strict_server.db_url, tenant, url)
+        _insert_webhook(server.db_url, tenant, url)
     headers = {"Authorization": f"Bearer {tenant.api_key}"}
-    r = httpx.post(f"{strict_server.base_url}/v1/events", headers=headers,
+    r = httpx.post(f"{server.base_url}/v1/events", headers=headers,
                    json={"domain": tenant.domain, "event": "delivered", "recipient": "a@b.example"})
     assert r.status_code == 202
     event_id = r.json()["ids"][0]
     deadline = time.monotonic() + 15
     items: list[dict[str, object]] = []
     while time.monotonic() < deadline:
-        items = httpx.get(f"{strict_server.base_url}/v1/deliveries", params={"event_id": event_id},
+        items = httpx.get(f"{server.base_url}/v1/deliveries", params={"event_id": event_id},
                           headers=headers).json()["items"]
-        if len(items) == 2 and all(d["status"] == "failed" for d in items):
+        if len(items) == len(urls) and all(d["status"] == "failed" for d in items):
             break
         time.sleep(0.1)
+    return items
+
+
+def test_private_targets_refused_at_send_time(strict_server: ServerProcess, receiver: Receiver) -> None:
+    tenant = Provisioner(strict_server.db_url).tenant()
+    urls = [receiver.url("/by-name").replace("127.0.0.1", "localhost"), receiver.url("/by-ip")]
+    items = _deliveries_once_failed(strict_server, tenant, urls)
     assert sorted(str(d["url"]) for d in items) == sorted(urls)
     for item in items:
         assert item["status"] == "failed", item
@@ -121,21 +128,7 @@ def test_ipv6_carrying_loopback_is_refused_at_send_time(strict_server: ServerPro
     tenant = Provisioner(strict_server.db_url).tenant()
     urls = [f"http://[{address}]:{receiver.port}/embedded"
             for address in ("64:ff9b::7f00:1", "2002:7f00:1::1", "::7f00:1", "::ffff:0:7f00:1")]
-    for url in urls:
-        _insert_webhook(strict_server.db_url, tenant, url)
-    headers = {"Authorization": f"Bearer {tenant.api_key}"}
-    r = httpx.post(f"{strict_server.base_url}/v1/events", headers=headers,
-                   json={"domain": tenant.domain, "event": "delivered", "recipient": "a@b.example"})
-    assert r.status_code == 202
-    event_id = r.json()["ids"][0]
-    deadline = time.monotonic() + 15
-    items: list[dict[str, object]] = []
-    while time.monotonic() < deadline:
-        items = httpx.get(f"{strict_server.base_url}/v1/deliveries", params={"event_id": event_id},
-                          headers=headers).json()["items"]
-        if len(items) == len(urls) and all(d["status"] == "failed" for d in items):
-            break
-        time.sleep(0.1)
+    items = _deliveries_once_failed(strict_server, tenant, urls)
     assert sorted(str(d["url"]) for d in items) == sorted(urls)
     for item in items:
         assert (item["status"], item["attempt_count"]) == ("failed", 1), item

@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import socket
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from tests.faults.loopback import ServerThread
 
 
 class Hostility(enum.StrEnum):
@@ -56,23 +58,14 @@ class Arrival:
     at: float
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
-
-class HostileReceiver:
+class HostileReceiver(ServerThread):
     """A raw HTTP/1.1 receiver on 127.0.0.1 whose answers are chosen by the URL (see the module doc)."""
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or _free_port()
+        super().__init__(port, name="hostile-receiver")
         self._arrivals: list[Arrival] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hostile-receiver", daemon=True)
         self._handlers: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ for the caller
@@ -87,31 +80,21 @@ class HostileReceiver:
             return [a for a in self._arrivals if path is None or a.path == path]
 
     def start(self) -> HostileReceiver:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("hostile receiver did not start")
+        super().start()
         return self
 
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=10)
-
     # ------------------------------------------------------------------ the server
-    def _run(self) -> None:
-        asyncio.run(self._serve())
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def _open(self) -> Callable[[], Awaitable[None]]:
         server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, limit=1 << 20)
-        self._ready.set()
-        async with server:
-            await self._stop.wait()
+
+        async def close() -> None:
             server.close()
             for task in list(self._handlers):  # the endless and silent answers end here
                 task.cancel()
             await asyncio.gather(*self._handlers, return_exceptions=True)
+            await server.wait_closed()
+
+        return close
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

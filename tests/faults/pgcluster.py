@@ -27,6 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
+from tests.faults.loopback import free_port
+
 PG_ROOT = Path("/usr/lib/postgresql")
 StopMode = Literal["smart", "fast", "immediate"]
 
@@ -50,17 +52,12 @@ def available() -> bool:
     return os.geteuid() != 0 or shutil.which("runuser") is not None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 class PgCluster:
     """One throwaway cluster: 127.0.0.1 only, trust authentication, superuser ``postgres``."""
 
     def __init__(self, port: int | None = None, bin_dir: Path | None = None, os_user: str = "postgres") -> None:
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.bin_dir = bin_dir or pg_bin_dir()
         self.as_root = os.geteuid() == 0
         self.os_user = os_user if self.as_root else pwd.getpwuid(os.geteuid()).pw_name

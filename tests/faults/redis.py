@@ -26,13 +26,10 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from tests.faults.loopback import free_port
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pong(port: int, timeout: float = 0.5) -> bool:
@@ -48,7 +45,7 @@ class RedisServer:
     """``redis-server`` on a free port of 127.0.0.1, without persistence, owned by this object."""
 
     def __init__(self, port: int | None = None, executable: str = REDIS_SERVER) -> None:
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.executable = executable
         self.workdir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -122,7 +119,7 @@ class Blackhole:
     dependency behind a dead firewall rule or a wedged proxy looks like to its clients."""
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.accepted = 0
         self._listener: socket.socket | None = None
         self._held: list[socket.socket] = []
