@@ -27,36 +27,36 @@ def test_kirim_signature_vector() -> None:
 
 
 def _decide(code: int | None, n: int = 1, **kw: object) -> object:
-    return decide(attempt_number=n, status_code=code, error=None if code else "timeout", now=1000.0,
+    return decide(attempt_number=n, status_code=code, now=1000.0,
                   schedule=SCHEDULE, rng=random.Random(1), **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("code", [200, 201, 204, 299])
 def test_2xx_succeeds(code: int) -> None:
-    done = decide(attempt_number=1, status_code=code, error=None, now=0, schedule=SCHEDULE)
+    done = decide(attempt_number=1, status_code=code, now=0, schedule=SCHEDULE)
     assert done.status == DeliveryStatus.SUCCEEDED
 
 
 def test_406_rejects_and_410_disables() -> None:
-    rejected = decide(attempt_number=1, status_code=406, error=None, now=0, schedule=SCHEDULE)
+    rejected = decide(attempt_number=1, status_code=406, now=0, schedule=SCHEDULE)
     assert rejected.status == DeliveryStatus.REJECTED
-    gone = decide(attempt_number=1, status_code=410, error=None, now=0, schedule=SCHEDULE)
+    gone = decide(attempt_number=1, status_code=410, now=0, schedule=SCHEDULE)
     assert gone.status == DeliveryStatus.REJECTED and gone.disable_reason
 
 
 @pytest.mark.parametrize("code", [None, 301, 400, 404, 429, 500, 503])
 def test_everything_else_retries_on_the_schedule_with_jitter(code: int | None) -> None:
     for n, base in enumerate(SCHEDULE, start=1):
-        d = decide(attempt_number=n, status_code=code, error=None, now=1000.0, schedule=SCHEDULE)
+        d = decide(attempt_number=n, status_code=code, now=1000.0, schedule=SCHEDULE)
         assert d.status == DeliveryStatus.PENDING and d.next_attempt_at is not None
         assert base * 0.8 <= d.next_attempt_at - 1000.0 <= base * 1.2
-    last = decide(attempt_number=7, status_code=code, error=None, now=0, schedule=SCHEDULE)
+    last = decide(attempt_number=7, status_code=code, now=0, schedule=SCHEDULE)
     assert last.status == DeliveryStatus.FAILED
 
 
 @pytest.mark.parametrize("failure", [FailureKind.REFUSED, FailureKind.INVALID_URL])
 def test_refused_target_or_unsendable_url_fails_at_once(failure: FailureKind) -> None:
-    d = decide(attempt_number=1, status_code=None, error="refused: private", now=0, schedule=SCHEDULE,
+    d = decide(attempt_number=1, status_code=None, now=0, schedule=SCHEDULE,
                failure=failure)
     assert d.status == DeliveryStatus.FAILED
 
@@ -64,16 +64,16 @@ def test_refused_target_or_unsendable_url_fails_at_once(failure: FailureKind) ->
 @pytest.mark.parametrize("failure", [FailureKind.UNRESOLVABLE, FailureKind.TIMEOUT, FailureKind.CONNECTION,
                                      FailureKind.PROTOCOL])
 def test_dns_and_network_failures_follow_the_schedule(failure: FailureKind) -> None:
-    d = decide(attempt_number=1, status_code=None, error="dns: no answer", now=0, schedule=SCHEDULE, failure=failure)
+    d = decide(attempt_number=1, status_code=None, now=0, schedule=SCHEDULE, failure=failure)
     assert d.status == DeliveryStatus.PENDING and d.next_attempt_at is not None
-    assert decide(attempt_number=7, status_code=None, error="x", now=0, schedule=SCHEDULE,
+    assert decide(attempt_number=7, status_code=None, now=0, schedule=SCHEDULE,
                   failure=failure).status == DeliveryStatus.FAILED
 
 
 def test_retry_after_is_honoured_within_bounds() -> None:
-    d = decide(attempt_number=1, status_code=429, error=None, now=0, schedule=(1.0,), retry_after="120")
+    d = decide(attempt_number=1, status_code=429, now=0, schedule=(1.0,), retry_after="120")
     assert d.next_attempt_at == 120.0
-    capped = decide(attempt_number=1, status_code=429, error=None, now=0, schedule=(1.0,), retry_after="999999")
+    capped = decide(attempt_number=1, status_code=429, now=0, schedule=(1.0,), retry_after="999999")
     assert capped.next_attempt_at == 6 * 3600.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480.0 - 60) == pytest.approx(60.0)
     assert parse_retry_after("soon", 0) is None

@@ -68,7 +68,7 @@ def attempt_outcome(job: Claimed, result: AttemptResult, headers: dict[str, str]
     number = job.attempts + 1
     excerpt = storable_text(result.excerpt, EXCERPT_CHARS) or None
     sent_error = storable_text(result.error, ERROR_CHARS)
-    decision = decide(attempt_number=number, status_code=result.status_code, error=result.error, now=now,
+    decision = decide(attempt_number=number, status_code=result.status_code, now=now,
                       schedule=schedule, retry_after=result.retry_after, failure=result.failure)
     attempt = {
         "delivery_id": job.id, "number": number, "started_at": result.started_at,

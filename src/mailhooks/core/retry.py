@@ -83,7 +83,6 @@ def decide(
     *,
     attempt_number: int,
     status_code: int | None,
-    error: str | None,
     now: float,
     schedule: Sequence[float],
     retry_after: str | None = None,
