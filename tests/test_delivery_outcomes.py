@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
-from mailhooks.core.deliveries import Claimed, DeliveryStatus
+from mailhooks.core.deliveries import Claimed, DeliveryStatus, Outcome
 from mailhooks.core.outcomes import (
     ERROR_CHARS,
     attempt_outcome,
     auto_disable,
+    endpoint_health,
     unsent_outcome,
     webhook_disabled_error,
 )
@@ -182,3 +183,16 @@ def test_request_headers_are_stored_as_sent() -> None:
     headers = {"webhook-id": "msg_x", "webhook-signature": "v1,abc", "Content-Type": "application/json"}
     outcome = attempt_outcome(job(), Result(200), headers, now=NOW, schedule=SCHEDULE)
     assert outcome.attempt is not None and orjson.loads(outcome.attempt["request_headers"]) == headers
+
+
+def _settled(webhook_id: int, *, answered: bool) -> Outcome:
+    status = DeliveryStatus.SUCCEEDED if answered else DeliveryStatus.PENDING
+    return Outcome(1, webhook_id, status, None, 1, None, None, None,
+                   endpoint_failure=not answered, endpoint_success=answered)
+
+
+def test_a_batch_ends_the_streak_of_every_webhook_that_answered_once() -> None:
+    batch = [_settled(3, answered=False), _settled(1, answered=True), _settled(3, answered=True),
+             _settled(2, answered=False), _settled(2, answered=False)]
+    assert endpoint_health(batch) == ([1, 3], [2])
+    assert endpoint_health([]) == ([], [])

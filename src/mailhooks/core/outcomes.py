@@ -20,7 +20,7 @@ they say.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -114,3 +114,12 @@ def auto_disable(now: float, disable_after: float) -> AutoDisable:
     """The auto-disable window (``MAILHOOKS_DISABLE_AFTER_SECONDS``) as of ``now``."""
     return AutoDisable(cutoff=now - disable_after,
                        reason=f"every attempt failed for {disable_after / 86400:g} days")
+
+
+def endpoint_health(outcomes: Iterable[Outcome]) -> tuple[list[int], list[int]]:
+    """A batch's effect on its webhooks' failing streaks: ``(answered, failing)`` webhook ids, sorted.
+    A webhook with both an answered and a failed attempt in the batch counts as answered: the receiver
+    is up, so its streak ends."""
+    answered = {o.webhook_id for o in outcomes if o.endpoint_success}
+    failing = {o.webhook_id for o in outcomes if o.endpoint_failure} - answered
+    return sorted(answered), sorted(failing)

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailhooks.core.deliveries import FINISHED, Claimed, DeliveryStatus, Outcome
-from mailhooks.core.outcomes import auto_disable
+from mailhooks.core.outcomes import auto_disable, endpoint_health
 from mailhooks.db import schema as t
 from mailhooks.db.database import Database
 
@@ -92,13 +92,12 @@ class SqlQueue:
     async def _webhook_health(conn: AsyncConnection, outcomes: Sequence[Outcome], now: float,
                               disable_after: float | None) -> None:
         w = t.webhooks.c
-        succeeded = {o.webhook_id for o in outcomes if o.endpoint_success}
-        failing = {o.webhook_id for o in outcomes if o.endpoint_failure} - succeeded
-        if succeeded:
-            await conn.execute(update(t.webhooks).where(w.id.in_(sorted(succeeded)), w.failing_since.is_not(None))
+        answered, failing = endpoint_health(outcomes)
+        if answered:
+            await conn.execute(update(t.webhooks).where(w.id.in_(answered), w.failing_since.is_not(None))
                                .values(failing_since=None))
         if failing:
-            ids = sorted(failing)
+            ids = failing
             await conn.execute(update(t.webhooks).where(w.id.in_(ids), w.failing_since.is_(None))
                                .values(failing_since=now))
             if disable_after is not None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, insert, update
 
 from mailhooks.core.deliveries import Claimed, DeliveryStatus, Outcome
+from mailhooks.core.outcomes import endpoint_health
 from mailhooks.db import schema as t
 from mailhooks.db.queue.common import CLAIM_COLUMNS, CLAIM_JOINS, SqlQueue, claimed
 
@@ -102,7 +103,7 @@ class PostgresQueue(SqlQueue):
 
     async def _record_in_one_statement(self, owner: str, outcomes: Sequence[Outcome], now: float) -> None:
         attempts = [o.attempt for o in outcomes if o.attempt is not None]
-        succeeded = sorted({o.webhook_id for o in outcomes if o.endpoint_success})
+        answered, _ = endpoint_health(outcomes)  # this path has no failures: see record()
         async with self.db.raw() as raw:
             await raw.fetchval(
                 RECORD, now, owner,
@@ -113,5 +114,5 @@ class PostgresQueue(SqlQueue):
                 [a["started_at"] for a in attempts], [a["duration_ms"] for a in attempts],
                 [a["status_code"] for a in attempts], [a["response_excerpt"] for a in attempts],
                 [a["error"] for a in attempts], [a["request_headers"] for a in attempts],
-                succeeded,
+                answered,
             )
