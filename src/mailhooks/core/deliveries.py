@@ -7,6 +7,8 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mailhooks.core.subscriptions import DEFAULT_SETTINGS, SubscriptionSettings
+
 
 class DeliveryStatus(enum.StrEnum):
     """Stored as its value. ``pending`` and ``delivering`` are the queue; the other three are final
@@ -45,6 +47,7 @@ class Claimed:
     webhook_disabled_reason: str | None  # not None: the webhook is disabled
     signing_key: str
     domain_secret: str
+    settings: SubscriptionSettings = DEFAULT_SETTINGS  # the subscription's own settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailhooks.core.subscriptions import DEFAULT_SETTINGS, SubscriptionSettings
+
 
 @dataclass(frozen=True, slots=True)
 class Account:
@@ -52,6 +54,7 @@ class Webhook:
     disabled_reason: str | None = None
     failing_since: float | None = None
     position: int = 0  # place in its type's URL list (Mailgun v3 order); ties by id
+    settings: SubscriptionSettings = DEFAULT_SETTINGS
 
     @property
     def active(self) -> bool:

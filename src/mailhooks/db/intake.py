@@ -21,6 +21,7 @@ from mailhooks.core.events import NewEvent, targets_for
 from mailhooks.core.models import Webhook
 from mailhooks.db import schema as t
 from mailhooks.db.database import Database
+from mailhooks.db.store import webhook_from_row
 
 GROUP_COMMIT_MAX = 5000  # events per combined ingest transaction
 
@@ -122,4 +123,4 @@ async def _candidates(conn: AsyncConnection, account_ids: set[int], domain_ids: 
         w.account_id.in_(sorted(account_ids)), w.deleted_at.is_(None), w.event_type.in_(sorted(event_types)),
         or_(w.domain_id.is_(None), w.domain_id.in_(sorted(domain_ids))),
     )
-    return [Webhook(**row._mapping) for row in await conn.execute(query)]
+    return [webhook_from_row(row) for row in await conn.execute(query)]

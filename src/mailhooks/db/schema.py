@@ -94,6 +94,13 @@ webhooks = Table(
     Column("failing_since", Float),
     # Place of the URL in its type's list as the client gave it (Mailgun v3 answers in that order).
     Column("position", Integer, nullable=False, server_default=text("0")),
+    # The subscription's own settings (core.subscriptions); NULL = not set, the installation's default.
+    Column("headers", Text),  # JSON object of static headers
+    Column("filters", Text),  # JSON {"tags", "recipient_domains", "user_variables"}
+    Column("rate_limit_per_second", Integer),
+    Column("timeout_seconds", Integer),
+    Column("retry_schedule", Text),  # JSON list of seconds
+    Column("ordering", String(8), nullable=False, server_default=text("'none'")),
     Index("ix_webhooks_route", "account_id", "domain_id", "event_type"),
     Index("ix_webhooks_group", "group_id"),
 )

@@ -17,14 +17,20 @@ from mailhooks.core.errors import Conflict
 from mailhooks.core.message_ids import new_message_id_key
 from mailhooks.core.models import Account, ApiKey, Domain, NewWebhook, Webhook
 from mailhooks.core.ports import WebhookPlan
+from mailhooks.core.subscriptions import settings_from_columns
 from mailhooks.db import schema as t
 from mailhooks.db.database import Database
 
 MESSAGE_ID_KEY = "webhook-id"  # its row in instance_secrets
 
 
-def _webhook(row: Any) -> Webhook:
-    return Webhook(**row._mapping)
+SETTINGS_COLUMNS = ("headers", "filters", "rate_limit_per_second", "timeout_seconds", "retry_schedule", "ordering")
+
+
+def webhook_from_row(row: Any) -> Webhook:
+    fields = dict(row._mapping)
+    settings = settings_from_columns(*(fields.pop(name) for name in SETTINGS_COLUMNS))
+    return Webhook(**fields, settings=settings)
 
 
 class Store(Database):
@@ -210,7 +216,7 @@ class Store(Database):
             conditions.append(c.deleted_at.is_(None))
         async with self.read() as conn:
             rows = await conn.execute(select(t.webhooks).where(and_(*conditions)).order_by(c.id))
-            return [_webhook(row) for row in rows]
+            return [webhook_from_row(row) for row in rows]
 
     async def get_webhook(self, account_id: int, guid: str, domain_id: int | None = None,
                           any_domain: bool = False) -> Webhook | None:
@@ -220,12 +226,12 @@ class Store(Database):
             conditions.append(c.domain_id.is_(None) if domain_id is None else c.domain_id == domain_id)
         async with self.read() as conn:
             row = (await conn.execute(select(t.webhooks).where(*conditions))).first()
-        return _webhook(row) if row else None
+        return webhook_from_row(row) if row else None
 
     async def get_webhook_by_id(self, webhook_id: int) -> Webhook | None:
         async with self.read() as conn:
             row = (await conn.execute(select(t.webhooks).where(t.webhooks.c.id == webhook_id))).first()
-        return _webhook(row) if row else None
+        return webhook_from_row(row) if row else None
 
     async def change_webhooks(
         self,
@@ -258,7 +264,7 @@ class Store(Database):
             rows = await conn.execute(
                 select(t.webhooks).where(c.account_id == account_id, scope, c.deleted_at.is_(None)).order_by(c.id)
             )
-            change = plan([_webhook(row) for row in rows])
+            change = plan([webhook_from_row(row) for row in rows])
             add, remove_ids = change[0], change[1]
             if len(change) == 3:
                 for webhook_id, position in change[2].items():
@@ -306,4 +312,4 @@ class Store(Database):
         async with self.write() as conn:
             await conn.execute(update(t.webhooks).where(t.webhooks.c.id == webhook_id).values(**values))
             row = (await conn.execute(select(t.webhooks).where(t.webhooks.c.id == webhook_id))).one()
-        return _webhook(row)
+        return webhook_from_row(row)
