@@ -24,6 +24,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from mailhooks.config import Settings
 from mailhooks.core.accounts import whsec
+from mailhooks.core.payloads import PreparedEvent, sample_event, standard_signature
 from tests.support import Provisioner, Received, Receiver, ServerProcess, Tenant
 
 OVERLAP_SECONDS = 600
@@ -217,3 +218,16 @@ def test_openapi_declares_the_rotation(server: ServerProcess) -> None:
         "$ref": "#/components/schemas/RotatedSigningKey"}
     assert set(document["components"]["schemas"]["RotatedSigningKey"]["required"]) == {
         "http_signing_key", "whsec", "previous_valid_until"}
+
+
+def test_render_adds_the_previous_key_while_it_lasts() -> None:
+    prepared = PreparedEvent.prepare("mailgun", sample_event("delivered", "example.test", "acct"), "secret")
+    new, old = "key-" + "1" * 32, "key-" + "2" * 32
+    _, alone = prepared.render(new, "msg_x", now=1000.0)
+    body, both = prepared.render(new, "msg_x", now=1000.0, previous_key=old, previous_until=1000.5)
+    _, after = prepared.render(new, "msg_x", now=1000.5, previous_key=old, previous_until=1000.5)
+
+    assert both["webhook-signature"] == (standard_signature(new, "msg_x", 1000, body) + " "
+                                         + standard_signature(old, "msg_x", 1000, body))  # newest first
+    assert len(alone["webhook-signature"].split(" ")) == 1
+    assert len(after["webhook-signature"].split(" ")) == 1  # at its end the previous key no longer signs
