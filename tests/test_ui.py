@@ -328,10 +328,15 @@ def test_dashboard_end_to_end(dashboard: ServerProcess, ui_accounts: Provisioner
     page.click("button:has-text('Reveal')")
     assert page.text_content("#signing-key") == tenant.signing_key
     assert (page.text_content("#whsec") or "").startswith("whsec_")
+    assert page.locator("#previous-key").count() == 0
     page.click("#rotate button")
     assert "rotated" in page.text_content(".flash")
+    # The previous key keeps signing for the overlap: the page says until when, and never shows it.
+    assert "until" in (page.text_content("#previous-key") or "")
+    assert tenant.signing_key not in page.content()
     page.click("button:has-text('Reveal')")
     assert page.text_content("#signing-key") not in (tenant.signing_key, "")
+    assert tenant.signing_key not in page.content()
     page.click("#create-key button")
     new_key = (page.text_content("#new-key") or "").strip()
     assert new_key.startswith("mh_")

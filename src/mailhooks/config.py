@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 
 DEFAULT_RETRY_SCHEDULE = (300.0, 600.0, 900.0, 3600.0, 7200.0, 14400.0)
@@ -20,6 +21,27 @@ def _schedule(value: str | None) -> tuple[float, ...]:
     if not value:
         return DEFAULT_RETRY_SCHEDULE
     return tuple(float(part) for part in value.split(",") if part.strip())
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(name: str, value: str | None, default: float) -> float:
+    """Seconds (``86400``, ``0.5``) or a duration (``24h``, ``90m``, ``1h30m``, ``2d``)."""
+    text = (value or "").strip().lower()
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(number + unit for number, unit in parts) != text:
+            raise ValueError(f"{name}={value!r}: give seconds (86400) or a duration (24h, 90m, 1h30m, 2d)") from None
+        seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    if seconds < 0:
+        raise ValueError(f"{name}={value!r}: a duration cannot be negative")
+    return seconds
 
 
 def _cidrs(value: str | None) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -52,6 +74,7 @@ class Settings:
     disable_after_seconds: float = 5 * 24 * 3600.0
     header_timeout: float = 10.0  # seconds for a request head to arrive whole (slowloris)
     session_secret: str | None = None  # signs /ui cookies; unset: random per process (sessions end with it)
+    signing_key_overlap: float = 24 * 3600.0  # seconds the previous signing key still signs after a rotation
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -79,4 +102,6 @@ class Settings:
             disable_after_seconds=float(get("MAILHOOKS_DISABLE_AFTER_SECONDS") or 5 * 24 * 3600.0),
             header_timeout=float(get("MAILHOOKS_HEADER_TIMEOUT") or 10.0),
             session_secret=get("MAILHOOKS_SESSION_SECRET") or None,
+            signing_key_overlap=_duration("MAILHOOKS_SIGNING_KEY_OVERLAP", get("MAILHOOKS_SIGNING_KEY_OVERLAP"),
+                                          24 * 3600.0),
         )

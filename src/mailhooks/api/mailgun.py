@@ -325,5 +325,7 @@ async def get_signing_key(account: Account = Depends(mailgun_account)) -> Respon
 async def regenerate_signing_key(request: Request, account: Account = Depends(mailgun_account),
                                  svc: Services = Depends(services)) -> Response:
     await read_form(request)  # the JS SDK sends an empty urlencoded body; anything unreadable is a 400
-    key = await core_accounts.rotate_signing_key(svc.store, account)
-    return MailgunJSON({"message": "regenerated HTTP signing key for account", "http_signing_key": key})
+    # Mailgun's answer exactly (its SDKs read it); the overlap of the replaced key is the native API's to tell.
+    rotated = await core_accounts.rotate_signing_key(svc.store, account, svc.settings.signing_key_overlap)
+    return MailgunJSON({"message": "regenerated HTTP signing key for account",
+                        "http_signing_key": rotated.signing_key})

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 
 from mailhooks.core.errors import DomainNotFound, ValidationFailed
@@ -100,7 +101,19 @@ async def add_domain(store: AccountStorage, account: Account, name: str) -> Doma
     return await store.add_domain(account.id, normalize_domain(name), new_domain_secret())
 
 
-async def rotate_signing_key(store: AccountStorage, account: Account) -> str:
+@dataclass(frozen=True)
+class RotatedKey:
+    signing_key: str
+    previous_valid_until: float | None  # None: no overlap, the previous key stopped signing at once
+
+
+async def rotate_signing_key(store: AccountStorage, account: Account, overlap: float,
+                             now: float | None = None) -> RotatedKey:
+    """A new signing key for ``account``. The one it replaces keeps signing beside it for ``overlap``
+    seconds (``MAILHOOKS_SIGNING_KEY_OVERLAP``), so that receivers can switch keys without losing a
+    delivery. At most two keys sign: a rotation during an overlap drops the oldest key at once.
+    Expiry needs no job: the worker compares ``previous_key_until`` with the time of each send."""
     key = new_signing_key()
-    await store.set_signing_key(account.id, key)
-    return key
+    until = (time.time() if now is None else now) + overlap if overlap > 0 else None
+    await store.rotate_signing_key(account.id, key, until)
+    return RotatedKey(signing_key=key, previous_valid_until=until)

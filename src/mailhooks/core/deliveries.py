@@ -48,6 +48,9 @@ class Claimed:
     signing_key: str
     domain_secret: str
     settings: SubscriptionSettings = DEFAULT_SETTINGS  # the subscription's own settings
+    # The account's key before its last rotation, which also signs while the send is before its end.
+    previous_signing_key: str | None = None
+    previous_key_until: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,10 @@ class Account:
     username: str
     signing_key: str
     created_at: float
+    # The key before the last rotation, still signing beside ``signing_key`` until ``previous_key_until``;
+    # never shown again (see ``core.accounts.rotate_signing_key``).
+    previous_signing_key: str | None = None
+    previous_key_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,20 +156,28 @@ class PreparedEvent:
             return cls(PayloadFormat.KIRIM, dumps(kirim_fields(event, domain_secret)))
         return cls(PayloadFormat.MAILGUN, dumps(mailgun_event_data(event)))
 
-    def render(self, signing_key: str, msg_id: str, now: float | None = None) -> tuple[bytes, dict[str, str]]:
-        """Body and headers for one attempt, freshly signed."""
-        ts = int(now if now is not None else time.time())
+    def render(self, signing_key: str, msg_id: str, now: float | None = None, previous_key: str | None = None,
+               previous_until: float = 0.0) -> tuple[bytes, dict[str, str]]:
+        """Body and headers for one attempt, freshly signed. ``previous_key`` (the key before a rotation)
+        adds its Standard Webhooks signature while the attempt is before ``previous_until``; the body's
+        own signature (Mailgun's) is made with ``signing_key`` only, as Mailgun does."""
+        moment = now if now is not None else time.time()
+        ts = int(moment)
         if self.payload_format == PayloadFormat.KIRIM:
             body = self.encoded
         else:
             signature = dumps(mailgun_signature(signing_key, str(ts)))
             body = b'{"signature":' + signature + b',"event-data":' + self.encoded + b"}"
+        signatures = standard_signature(signing_key, msg_id, ts, body)
+        if previous_key is not None and previous_until > moment:
+            # Standard Webhooks: space-separated signatures, a receiver accepts any one it can verify.
+            signatures += " " + standard_signature(previous_key, msg_id, ts, body)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "webhook-id": msg_id,
             "webhook-timestamp": str(ts),
-            "webhook-signature": standard_signature(signing_key, msg_id, ts, body),
+            "webhook-signature": signatures,
         }
         return body, headers
 

@@ -37,7 +37,11 @@ class AccountStorage(DomainLookup, Protocol):
 
     async def add_domain(self, account_id: int, name: str, secret: str) -> Domain: ...
 
-    async def set_signing_key(self, account_id: int, signing_key: str) -> None: ...
+    async def rotate_signing_key(self, account_id: int, signing_key: str, previous_until: float | None) -> None:
+        """Make ``signing_key`` the account's key and its current one the previous key, valid until
+        ``previous_until`` (``None``: the current key stops at once). One statement: two rotations at once
+        each demote the key they replaced."""
+        ...
 
 
 class WebhookStorage(DomainLookup, Protocol):

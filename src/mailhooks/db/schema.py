@@ -47,6 +47,9 @@ accounts = Table(
     Column("username", String(255), nullable=False, unique=True),
     Column("signing_key", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
+    # The key before the last rotation, still signing (beside the new one) until ``previous_key_until``.
+    Column("previous_signing_key", String(64)),
+    Column("previous_key_until", Float),
 )
 
 api_keys = Table(

@@ -82,11 +82,13 @@ class Store(Database):
             row = (await conn.execute(select(t.accounts).where(t.accounts.c.username == username))).first()
         return Account(**row._mapping) if row else None
 
-    async def set_signing_key(self, account_id: int, signing_key: str) -> None:
+    async def rotate_signing_key(self, account_id: int, signing_key: str, previous_until: float | None) -> None:
+        a = t.accounts
+        # ``previous_signing_key = signing_key`` reads the row as it was before this UPDATE (both backends).
+        previous = a.c.signing_key if previous_until is not None else None
         async with self.write() as conn:
-            await conn.execute(
-                update(t.accounts).where(t.accounts.c.id == account_id).values(signing_key=signing_key)
-            )
+            await conn.execute(update(a).where(a.c.id == account_id).values(
+                signing_key=signing_key, previous_signing_key=previous, previous_key_until=previous_until))
 
     async def add_api_key(self, account_id: int, key_hash: str, prefix: str) -> ApiKey:
         now = time.time()

@@ -160,5 +160,7 @@ async def send_sample(sender: Sender, account: Account, domain: Domain, event_ty
     """The dialects' ``test`` endpoints: one sample event through the same payload and signing code."""
     event = sample_event(event_type, domain.name, account.guid)
     prepared = PreparedEvent.prepare(payload_format, event, domain.secret)
-    body, headers = prepared.render(account.signing_key, f"test_{event['id']}")
+    body, headers = prepared.render(account.signing_key, f"test_{event['id']}",
+                                    previous_key=account.previous_signing_key,
+                                    previous_until=account.previous_key_until or 0.0)
     return await sender.post(url, body, headers)

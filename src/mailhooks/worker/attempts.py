@@ -74,7 +74,9 @@ class Attempts:
             if self.stopping or time.time() + self.lease_margin > job.lease_expires_at:
                 writer.release(job.id)
                 return
-            body, headers = prepared.render(job.signing_key, message_id(self.message_id_key, job.id))
+            body, headers = prepared.render(job.signing_key, message_id(self.message_id_key, job.id),
+                                            previous_key=job.previous_signing_key,
+                                            previous_until=job.previous_key_until)
             result = await self.sender.post(job.url, body, headers)
             self.sent += 1
             outcome = attempt_outcome(job, result, headers, now=time.time(), schedule=self.settings.retry_schedule)

@@ -54,6 +54,11 @@ async def all_services(request: Request) -> Services:
     return _services(request)
 
 
+def signing_key_overlap(request: Request) -> float:
+    """Seconds a replaced signing key keeps signing (``MAILHOOKS_SIGNING_KEY_OVERLAP``)."""
+    return _services(request).settings.signing_key_overlap
+
+
 def session_secret(request: Request) -> bytes:
     """The key that signs cookies and CSRF tokens (``MAILHOOKS_SESSION_SECRET``, else random per process)."""
     return _services(request).ui.secret

@@ -3,6 +3,7 @@ keys (created, revoked)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter
@@ -10,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailhooks.api.ui import deps
-from mailhooks.api.ui.formatting import masked
+from mailhooks.api.ui.formatting import masked, ts
 from mailhooks.api.ui.inputs import PAGE_SIZE, KeyPrefix, offset_of, page_number, pager
 from mailhooks.api.ui.rendering import redirect, render
 from mailhooks.api.ui.session import PostedForm, Session, SignedIn
@@ -30,8 +31,11 @@ async def _settings(request: Request, session: Session, store: Store, dash: Dash
     page = page_number(request)
     keys, total = await dash.api_keys_page(session.account.id, offset_of(page), PAGE_SIZE)
     account = await store.get_account(session.account.id) or session.account
+    # Only when it still signs, and only its end: the replaced key itself is never shown again.
+    until = account.previous_key_until
+    previous_until = until if account.previous_signing_key and until and until > time.time() else None
     return render(request, "settings.html", status=status, session=session, nav="settings", keys=keys,
-                  pager=pager(page, total), masked=masked(account.signing_key),
+                  pager=pager(page, total), masked=masked(account.signing_key), previous_until=previous_until,
                   current_prefix=session.key_prefix, **extra)
 
 
@@ -52,8 +56,11 @@ async def reveal_signing_key(request: Request, posted: PostedForm, store: deps.S
 
 @router.post("/settings/rotate")
 async def rotate(request: Request, posted: PostedForm, store: deps.StoreDep) -> Response:
-    await rotate_signing_key(store, posted.account)
-    return redirect(request, PAGE, "Signing key rotated: deliveries from now on are signed with the new key.")
+    rotated = await rotate_signing_key(store, posted.account, deps.signing_key_overlap(request))
+    if rotated.previous_valid_until is None:
+        return redirect(request, PAGE, "Signing key rotated: deliveries from now on are signed with the new key only.")
+    return redirect(request, PAGE, "Signing key rotated: deliveries are signed with the new key, and their "
+                    f"webhook-signature also with the previous one until {ts(rotated.previous_valid_until)} UTC.")
 
 
 @router.post("/settings/keys")

@@ -17,11 +17,11 @@ from mailhooks.db import schema as t
 from mailhooks.db.database import Database
 
 # A claim returns, per delivery ``c``, everything needed to send it: the event, the webhook, the account's
-# signing key, the domain's secret and the subscription's settings (read positionally by ``claimed``).
+# signing keys, the domain's secret and the subscription's settings (read positionally by ``claimed``).
 CLAIM_COLUMNS = ("c.id, c.event_pk, c.webhook_id, c.attempts, c.lease_expires_at, e.event_id, e.event_type, "
                  "e.payload, w.url, w.payload_format, w.deleted_at, w.disabled_at, w.disabled_reason, "
                  "a.signing_key, dm.secret AS domain_secret, w.headers, w.filters, w.rate_limit_per_second, "
-                 "w.timeout_seconds, w.retry_schedule, w.ordering")
+                 "w.timeout_seconds, w.retry_schedule, w.ordering, a.previous_signing_key, a.previous_key_until")
 CLAIM_JOINS = ("JOIN events e ON e.id = c.event_pk JOIN webhooks w ON w.id = c.webhook_id "
                "JOIN accounts a ON a.id = e.account_id JOIN domains dm ON dm.id = e.domain_id")
 
@@ -36,6 +36,7 @@ def claimed(row: Any) -> Claimed:
         webhook_disabled_reason=(row[12] or "disabled") if disabled_at is not None else None,
         signing_key=row[13], domain_secret=row[14],
         settings=settings_from_columns(row[15], row[16], row[17], row[18], row[19], row[20]),
+        previous_signing_key=row[21], previous_key_until=row[22] or 0.0,
     )
 
 
