@@ -7,7 +7,8 @@ live in ``db.dashboard``.
 One module per page: ``login`` (sign in/out), ``overview``, ``domains`` (a domain and its webhooks),
 ``account_webhooks``, ``deliveries`` (the list, recover), ``delivery`` (one delivery, retry), ``settings``
 (signing key, API keys), ``subscription_settings`` (one subscription's headers, filters, timeout, retries).
-Shared: ``session`` (sessions and CSRF as FastAPI dependencies), ``deps`` (the one place that reaches the services), ``rendering`` (templates, flash messages), ``errors`` (error pages),
+Shared: ``session`` (sessions and CSRF as FastAPI dependencies), ``deps`` (the one place that reaches
+the services), ``rendering`` (templates, flash messages), ``errors`` (error pages),
 ``inputs`` (reading query, path and form values), ``chart`` (the overview's SVG geometry), ``formatting``,
 ``signing``, ``samples`` (test sends) and ``site`` (prefix, headers, cookies).
 """
