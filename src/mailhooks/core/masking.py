@@ -8,7 +8,8 @@ so a reader can tell which kind of credential is set. The password of a URL's us
 forms; only the receiver gets the real values.
 
 Sending a masked value back (a read-modify-write) keeps the stored secret: a header whose new value
-equals the mask of its stored value is left as stored (``unmask_headers``).
+equals the mask of its stored value is left as stored (``unmask_headers``), and so is a URL sent back
+in its masked form (``unmasked_url``).
 """
 
 from __future__ import annotations
@@ -64,3 +65,8 @@ def masked_url(url: str) -> str:
     userinfo, _, host = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+
+
+def unmasked_url(sent: str, stored: str) -> str:
+    """The stored URL when ``sent`` is its masked form (an edit form saved without touching the URL)."""
+    return stored if sent != stored and sent == masked_url(stored) else sent

@@ -248,14 +248,15 @@ def parse_changes(body: object, current: SubscriptionSettings,
 
 
 def settings_to_columns(settings: SubscriptionSettings) -> dict[str, Any]:
-    """The stored form of ``settings``: the webhooks columns, ``NULL`` for every unset one."""
+    """The stored form of ``settings``: the webhooks columns, ``NULL`` for every unset one (``ordering`` is
+    never null: ``none`` is its default)."""
     return {
         "headers": json.dumps(dict(settings.headers), separators=(",", ":")) if settings.headers else None,
         "filters": filters_to_json(settings.filters),
         "rate_limit_per_second": settings.rate_limit_per_second,
         "timeout_seconds": settings.timeout_seconds,
         "retry_schedule": schedule_to_json(settings.retry_schedule),
-        "ordering": None if settings.ordering == Ordering.NONE else settings.ordering.value,
+        "ordering": settings.ordering.value,
     }
 
 
