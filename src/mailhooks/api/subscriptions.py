@@ -81,7 +81,8 @@ async def get_one(guid: str = PathParam(..., max_length=64, pattern=PRINTABLE),
     return JSON(subscription_json(*found))
 
 
-@router.patch("/v1/subscriptions/{guid}", responses={200: openapi_json("Subscription"), **NATIVE_ERRORS},
+@router.patch("/v1/subscriptions/{guid}", responses={200: openapi_json("Subscription"), **NATIVE_ERRORS,
+                                                     413: openapi_json("NativeError", "Body too large")},
               openapi_extra=PATCH_BODY)
 async def patch_one(request: Request, guid: str = PathParam(..., max_length=64, pattern=PRINTABLE),
                     account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:

@@ -21,6 +21,11 @@ from mailhooks.core.subscriptions import (
 
 NATIVE_ERRORS = ERRORS
 
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
 _TEXT_LIST = {"type": "array", "maxItems": MAX_FILTER_ITEMS,
               "items": {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_TEXT}}
 _FILTERS: dict[str, Any] = {
@@ -69,9 +74,15 @@ SCHEMAS: dict[str, Any] = {
                          "required": ["items", "next_cursor"]},
     "SubscriptionSettingsPatch": {
         "type": "object", "additionalProperties": False,
-        "properties": {**_SETTINGS, "headers": {**_SETTINGS["headers"], "type": ["object", "null"]},
-                       "filters": {**_FILTERS, "type": ["object", "null"]},
-                       "ordering": {"type": ["string", "null"], "enum": [o.value for o in Ordering] + [None]}},
+        "description": "a key present replaces that setting, null resets it, a key absent is kept",
+        "properties": {
+            "headers": _nullable({**_SETTINGS["headers"]}),
+            "filters": _nullable(_FILTERS),
+            "rate_limit_per_second": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_RATE_PER_SECOND}),
+            "timeout_seconds": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT_SECONDS}),
+            "retry_schedule": _nullable({**_SETTINGS["retry_schedule"], "type": "array"}),
+            "ordering": _nullable(_SETTINGS["ordering"]),
+        },
     },
 }
 
