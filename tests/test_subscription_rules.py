@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from mailhooks.core.errors import ValidationFailed
+from mailhooks.core.events import targets_for
 from mailhooks.core.masking import MASK, is_sensitive, mask_value, masked_headers, masked_url, unmask_headers
+from mailhooks.core.models import Webhook
 from mailhooks.core.subscriptions import (
     DEFAULT_SETTINGS,
     Ordering,
@@ -17,6 +20,7 @@ from mailhooks.core.subscriptions import (
     settings_from_columns,
     settings_to_columns,
 )
+from mailhooks.worker.attempts import with_static_headers
 
 
 def errors_of(body: Any) -> dict[str, list[str]]:
@@ -132,3 +136,29 @@ def test_filters_match_any_tag_any_domain_every_variable() -> None:
     assert not event_matches(_filters(tags=["vip"], recipient_domains=["example.com"]), event)  # every filter
     assert not event_matches(_filters(tags=["vip"]), {"tags": "vip"})  # malformed events match nothing
     assert not event_matches(_filters(user_variables={"a": "b"}), {})
+
+
+def _hook(hook_id: int, url: str, domain_id: int | None = 7, **settings: Any) -> Webhook:
+    own = parse_changes(settings, DEFAULT_SETTINGS) if settings else DEFAULT_SETTINGS
+    return Webhook(id=hook_id, guid=f"g{hook_id}", account_id=1, domain_id=domain_id, event_type="delivered", url=url,
+                   payload_format="mailgun", group_id=None, description=None, created_at=0.0, modified_at=0.0,
+                   settings=own)
+
+
+def test_targets_skip_filtered_subscriptions_before_deduplication() -> None:
+    payload = orjson.dumps({"tags": ["news"], "recipient-domain": "example.com", "user-variables": {}}).decode()
+    hooks = [_hook(1, "https://a.example/", filters={"tags": ["vip"]}),  # domain-level, filtered out
+             _hook(2, "https://a.example/", domain_id=None),  # the same URL account-level: takes the event
+             _hook(3, "https://b.example/", filters={"tags": ["news"]}),
+             _hook(4, "https://c.example/", filters={"recipient_domains": ["example.org"]})]
+    assert [t.webhook_id for t in targets_for("delivered", 1, 7, hooks, payload)] == [3, 2]
+    plain = [_hook(5, "https://d.example/")]
+    assert [t.webhook_id for t in targets_for("delivered", 1, 7, plain)] == [5]  # no filters: payload not needed
+
+
+def test_static_headers_never_replace_ours_and_are_recorded_masked() -> None:
+    ours = {"Content-Type": "application/json", "webhook-id": "msg_x", "webhook-signature": "v1,abc"}
+    sent, recorded = with_static_headers(ours, {"X-Api-Key": "k1", "content-type": "text/plain", "X-Team": "ops"})
+    assert sent == {**ours, "X-Api-Key": "k1", "X-Team": "ops"}
+    assert recorded == {**ours, "X-Api-Key": MASK, "X-Team": "ops"}
+    assert with_static_headers(ours, {}) == (ours, ours)

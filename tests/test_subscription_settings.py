@@ -169,6 +169,9 @@ def test_url_password_reads_back_masked(srv: ServerProcess, customer: Tenant, re
     guid = subscribe(srv, customer, "opened", url)
     got = httpx.get(f"{srv.base_url}/v1/subscriptions/{guid}", headers=auth(customer)).json()
     assert got["url"] == url.replace("pa55word", MASK)
+    event_id = emit(srv, customer, "opened")
+    detail = wait_detail(srv, customer, event_id, lambda d: d["status"] == "succeeded")
+    assert detail["url"] == url.replace("pa55word", MASK)  # the deliveries' reads mask it too
     client, _ = sign_in(srv, customer.api_key)
     for page in (f"/ui/subscriptions/{guid}", f"/ui/domains/{customer.domain}"):
         text = client.get(page).text
