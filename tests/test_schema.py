@@ -250,7 +250,7 @@ def _fixed_case(target: Target, method: str, path: str, **kwargs: Any) -> Case:
     operation = schema[path][method]
     values = {"domain": target.tenant.domain, "name": "delivered", "webhook_guid": target.kirim_guids[0],
               "webhook_id": target.mailgun_ids[0], "delivery_id": target.delivery_ids[0],
-              "guid": target.kirim_guids[0]}
+              "guid": target.kirim_guids[0], "address": "alice@example.com"}
     params = {name: values[name] for name in re.findall(r"{(\w+)}", path)}
     return operation.Case(path_parameters=params, **kwargs)
 

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailhooks.api import kirim, mailgun, native, subscriptions, ui
+from mailhooks.api import kirim, mailgun, native, subscriptions, suppressions, ui
 from mailhooks.api.auth import RateLimited, Unauthorized
 from mailhooks.api.bodies import BodyLimit
 from mailhooks.api.dialects import errors_for
@@ -122,6 +122,7 @@ def create_app(settings: Settings, open_services: ServicesFactory) -> FastAPI:
     )
     install_docs(app)
     app.include_router(mailgun.router)
+    app.include_router(suppressions.router)
     app.include_router(kirim.router)
     app.include_router(native.router)
     app.include_router(subscriptions.router)

@@ -28,6 +28,7 @@ from mailhooks.core.outcomes import webhook_disabled_error
 from mailhooks.core.payloads import canonical_event, dumps, new_event_id
 from mailhooks.core.ports import DomainLookup
 from mailhooks.core.subscriptions import NO_FILTERS, event_matches
+from mailhooks.core.suppressions import Suppression, from_event, recipient_of
 
 MAX_BATCH = 1000
 MAX_ID_LENGTH = 128
@@ -65,6 +66,8 @@ class NewEvent:
     occurred_at: float
     received_at: float
     payload: str
+    recipient: str | None = None  # lower-case, for the suppression lookup at intake
+    suppression: Suppression | None = None  # the suppression this event adds (core.suppressions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +186,8 @@ def build_events(
         if len(payload) > MAX_EVENT_BYTES:
             too_big.setdefault(str(index) if many else "body", []).append(
                 f"An event may not be larger than {MAX_EVENT_BYTES} bytes as JSON.")
-        out.append(NewEvent(event_id, account.id, domain.id, item.event_type, occurred, now, payload.decode()))
+        out.append(NewEvent(event_id, account.id, domain.id, item.event_type, occurred, now, payload.decode(),
+                            recipient_of(item.fields), from_event(item.event_type, item.fields, occurred)))
     if too_big:
         raise ValidationFailed(too_big)
     return out

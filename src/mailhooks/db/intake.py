@@ -9,6 +9,7 @@ PostgreSQL a ``pg_notify`` that wakes the dispatchers.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from mailhooks.core.models import Webhook
 from mailhooks.db import schema as t
 from mailhooks.db.database import Database
 from mailhooks.db.store import webhook_from_row
+from mailhooks.db.suppressions import suppressed_recipients, suppression_row, upsert
 
 GROUP_COMMIT_MAX = 5000  # events per combined ingest transaction
 
@@ -83,12 +85,18 @@ class IntakeStore:
             .on_conflict_do_nothing(index_elements=["domain_id", "event_id"])
             .returning(t.events.c.id, t.events.c.domain_id, t.events.c.event_id)
         )
-        params = [{"event_id": e.event_id, "account_id": e.account_id, "domain_id": e.domain_id,
-                   "event_type": e.event_type, "occurred_at": e.occurred_at, "received_at": e.received_at,
-                   "payload": e.payload} for e in events]
         async with self.db.write() as conn:
+            suppressed = await suppressed_recipients(
+                conn, [(e.domain_id, e.recipient) for e in events if e.recipient is not None])
+            params = [{"event_id": e.event_id, "account_id": e.account_id, "domain_id": e.domain_id,
+                       "event_type": e.event_type, "occurred_at": e.occurred_at, "received_at": e.received_at,
+                       "payload": marked_suppressed(e.payload) if (e.domain_id, e.recipient) in suppressed
+                       else e.payload} for e in events]
             for row in await conn.execute(stmt, params):
                 inserted[(row.domain_id, row.event_id)] = row.id
+            await upsert(self.db, conn, [
+                suppression_row(e.account_id, e.domain_id, e.suppression) for e in events
+                if e.suppression is not None and (e.domain_id, e.event_id) in inserted])
             hooks = await _candidates(conn, {e.account_id for e in events}, {e.domain_id for e in events},
                                       {e.event_type for e in events}) if inserted else []
             rows: list[dict[str, Any]] = []
@@ -114,6 +122,14 @@ class IntakeStore:
             if any(r["status"] == DeliveryStatus.PENDING for r in rows):
                 await self.db.notify(conn)
         return new_flags
+
+
+def marked_suppressed(payload: str) -> str:
+    """The event data with ``"suppressed": true``: its recipient was on a list of the domain when the
+    event arrived (rare, so the JSON is parsed only for these)."""
+    data = json.loads(payload)
+    data["suppressed"] = True
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 async def _candidates(conn: AsyncConnection, account_ids: set[int], domain_ids: set[int],

@@ -184,3 +184,21 @@ instance_secrets = Table(
     Column("value", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+# A domain's suppression lists (core.suppressions): one row per (domain, kind, address), fed by events
+# and by Mailgun's suppressions API. Listed by address, as Mailgun pages them.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("account_id", PK, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("domain_id", PK, ForeignKey("domains.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),  # core.suppressions.SuppressionKind
+    Column("address", String(254), nullable=False),  # lower-case
+    Column("code", String(16)),  # bounces
+    Column("error", Text),  # bounces
+    Column("tags", Text),  # unsubscribes: JSON list
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("domain_id", "kind", "address", name="uq_suppressions_entry"),
+    Index("ix_suppressions_recipient", "domain_id", "address"),  # "is this recipient suppressed" at intake
+)

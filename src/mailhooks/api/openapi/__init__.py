@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from mailhooks.api.openapi import kirim, mailgun, native, subscriptions
+from mailhooks.api.openapi import kirim, mailgun, native, subscriptions, suppressions
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -27,6 +27,7 @@ def install_openapi(app: FastAPI) -> None:
         schemas.update(kirim.SCHEMAS)
         schemas.update(native.SCHEMAS)
         schemas.update(subscriptions.SCHEMAS)
+        schemas.update(suppressions.SCHEMAS)
         components["securitySchemes"] = {"basicAuth": {"type": "http", "scheme": "basic"},
                                          "bearerAuth": {"type": "http", "scheme": "bearer"}}
         schema["security"] = [{"basicAuth": []}, {"bearerAuth": []}]
