@@ -22,6 +22,7 @@ from mailhooks.api.responses import JSON
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import whsec
 from mailhooks.core.errors import DeliveryNotFound, NotFound, ValidationFailed
+from mailhooks.core.masking import masked_url
 from mailhooks.core.message_ids import message_id
 from mailhooks.core.models import Account
 from mailhooks.core.nesting import TOO_DEEP, is_recursion_error
@@ -94,7 +95,7 @@ def _delivery(row: dict[str, Any], message_id_key: bytes) -> dict[str, Any]:
     return {
         "id": row["id"], "message_id": message_id(message_id_key, row["id"]),
         "event_id": row["event_id"], "event": row["event_type"], "domain": row["domain"],
-        "webhook": row["webhook"], "url": row["url"], "payload_format": row["payload_format"],
+        "webhook": row["webhook"], "url": masked_url(row["url"]), "payload_format": row["payload_format"],
         "status": row["status"], "attempt_count": row["attempts"] or 0, "next_attempt_at": row["next_attempt_at"],
         "last_status_code": row["last_status_code"], "last_error": row["last_error"],
         "created_at": row["created_at"], "updated_at": row["updated_at"],

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from mailhooks.core.accounts import find_domain
 from mailhooks.core.errors import DomainNotFound, ValidationFailed
 from mailhooks.core.event_types import CANONICAL, MAILGUN_ALIASES, parse_type
@@ -25,6 +27,7 @@ from mailhooks.core.nesting import TOO_DEEP, too_deep
 from mailhooks.core.outcomes import webhook_disabled_error
 from mailhooks.core.payloads import canonical_event, dumps, new_event_id
 from mailhooks.core.ports import DomainLookup
+from mailhooks.core.subscriptions import NO_FILTERS, event_matches
 from mailhooks.core.suppressions import Suppression, from_event, recipient_of
 
 MAX_BATCH = 1000
@@ -190,14 +193,24 @@ def build_events(
     return out
 
 
-def targets_for(event_type: str, account_id: int, domain_id: int, webhooks: Iterable[Webhook]) -> list[Target]:
-    """The fan-out rule for one event (see the module docstring)."""
+def targets_for(event_type: str, account_id: int, domain_id: int, webhooks: Iterable[Webhook],
+                payload: str | None = None) -> list[Target]:
+    """The fan-out rule for one event (see the module docstring). A subscription whose filters the event
+    (``payload``, its canonical JSON) does not match is no target: no row at all, not even ``failed``;
+    it is dropped before de-duplication, so another row with the same URL may still take the event."""
     candidates = [w for w in webhooks if w.deleted_at is None and w.event_type == event_type
                   and w.account_id == account_id and (w.domain_id == domain_id or w.domain_id is None)]
     candidates.sort(key=lambda w: (w.domain_id is None, w.id))
     seen: set[tuple[str, str]] = set()
     out: list[Target] = []
+    event_data: dict[str, Any] | None = None  # decoded once, and only if a candidate has filters
     for hook in candidates:
+        filters = hook.settings.filters
+        if filters is not NO_FILTERS and not filters.empty:
+            if event_data is None:
+                event_data = orjson.loads(payload) if payload else {}
+            if not event_matches(filters, event_data):
+                continue
         key = (hook.url, hook.payload_format)
         if key in seen:
             continue

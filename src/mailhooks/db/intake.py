@@ -106,7 +106,8 @@ class IntakeStore:
                 new_flags.append(pk is not None)
                 if pk is None:
                     continue
-                for target in targets_for(event.event_type, event.account_id, event.domain_id, hooks):
+                for target in targets_for(event.event_type, event.account_id, event.domain_id, hooks,
+                                          event.payload):
                     disabled = target.disabled_reason is not None
                     rows.append({
                         "event_pk": pk, "webhook_id": target.webhook_id, "account_id": event.account_id,

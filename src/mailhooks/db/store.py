@@ -28,7 +28,11 @@ SETTINGS_COLUMNS = ("headers", "filters", "rate_limit_per_second", "timeout_seco
 
 
 def webhook_from_row(row: Any) -> Webhook:
-    fields = dict(row._mapping)
+    return webhook_from_mapping(dict(row._mapping))
+
+
+def webhook_from_mapping(fields: dict[str, Any]) -> Webhook:
+    """A webhook from its row's columns (``fields`` is consumed)."""
     settings = settings_from_columns(*(fields.pop(name) for name in SETTINGS_COLUMNS))
     return Webhook(**fields, settings=settings)
 

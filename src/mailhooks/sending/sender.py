@@ -122,13 +122,17 @@ class Sender:
             raise TargetRefused(refused_message(address))
         return parsed
 
-    async def post(self, url: str, body: bytes, headers: dict[str, Any]) -> SendResult:
+    async def post(self, url: str, body: bytes, headers: dict[str, Any], deadline: float | None = None
+                   ) -> SendResult:
+        """``deadline``: this request's timeout in seconds, instead of the session's (a subscription's own)."""
         started = time.time()
+        limit = self.timeout if deadline is None else aiohttp.ClientTimeout(total=deadline)
         t0 = time.perf_counter()
         failure: FailureKind
         try:
             target = self._check_literal(url)
-            async with self.session.post(target, data=body, headers=headers, allow_redirects=False) as response:
+            async with self.session.post(target, data=body, headers=headers, allow_redirects=False,
+                                         timeout=limit) as response:
                 raw = await response.content.read(EXCERPT_BYTES)
                 excerpt = raw.decode("utf-8", "replace")
                 return SendResult(response.status, (time.perf_counter() - t0) * 1000, excerpt, None,
@@ -143,7 +147,7 @@ class Sender:
         except aiohttp.ClientConnectorError as exc:
             failure, error = FailureKind.CONNECTION, f"connection error: {exc}"
         except TimeoutError:
-            failure, error = FailureKind.TIMEOUT, f"timeout after {self.timeout.total:g}s"
+            failure, error = FailureKind.TIMEOUT, f"timeout after {limit.total:g}s"
         except aiohttp.InvalidURL as exc:
             failure, error = FailureKind.INVALID_URL, f"invalid url: {exc}"
         except aiohttp.ClientConnectionError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import structlog
@@ -17,10 +18,12 @@ import structlog
 from mailhooks import metrics
 from mailhooks.config import Settings
 from mailhooks.core.deliveries import Claimed, DeliveryStatus
+from mailhooks.core.masking import masked_headers
 from mailhooks.core.message_ids import message_id
 from mailhooks.core.outcomes import attempt_outcome
 from mailhooks.core.payloads import PreparedEvent
 from mailhooks.core.retry import FailureKind
+from mailhooks.core.subscriptions import DEFAULT_SETTINGS
 from mailhooks.core.targets import TargetPolicy
 from mailhooks.sending import Sender
 from mailhooks.worker.writer import ResultWriter
@@ -30,6 +33,16 @@ log = structlog.get_logger(__name__)
 # labels() takes a lock and builds a key on every call: the children are kept here.
 _OUTCOME_COUNTERS: dict[str, Any] = {}
 _FAILURE_COUNTERS: dict[FailureKind, Any] = {}
+
+
+def with_static_headers(ours: dict[str, str], static: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The headers to send (ours, then the subscription's static ones, never replacing one of ours) and
+    the same headers as recorded with the attempt (the static secrets masked: ``core.masking``)."""
+    if not static:
+        return ours, ours
+    taken = {name.lower() for name in ours}
+    extra = {name: value for name, value in static.items() if name.lower() not in taken}
+    return {**ours, **extra}, {**ours, **masked_headers(extra)}
 
 
 class MessageIdKeys(Protocol):
@@ -71,15 +84,24 @@ class Attempts:
         assert self.sender is not None
         writer = self.writer
         try:
-            if self.stopping or time.time() + self.lease_margin > job.lease_expires_at:
+            own = job.settings
+            margin = self.lease_margin if own is DEFAULT_SETTINGS or own.timeout_seconds is None else min(
+                float(own.timeout_seconds), self.settings.lease_seconds / 2)
+            if self.stopping or time.time() + margin > job.lease_expires_at:
                 writer.release(job.id)
                 return
             body, headers = prepared.render(job.signing_key, message_id(self.message_id_key, job.id),
                                             previous_key=job.previous_signing_key,
                                             previous_until=job.previous_key_until)
-            result = await self.sender.post(job.url, body, headers)
+            if own is DEFAULT_SETTINGS:
+                result = await self.sender.post(job.url, body, headers)
+                recorded, schedule = headers, self.settings.retry_schedule
+            else:
+                sent, recorded = with_static_headers(headers, own.headers)
+                result = await self.sender.post(job.url, body, sent, own.timeout_seconds)
+                schedule = own.retry_schedule or self.settings.retry_schedule
             self.sent += 1
-            outcome = attempt_outcome(job, result, headers, now=time.time(), schedule=self.settings.retry_schedule)
+            outcome = attempt_outcome(job, result, recorded, now=time.time(), schedule=schedule)
             metrics.ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
             label = "retry" if outcome.status == DeliveryStatus.PENDING else outcome.status
             counter = _OUTCOME_COUNTERS.get(label)

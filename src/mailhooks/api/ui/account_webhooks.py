@@ -20,6 +20,7 @@ from mailhooks.api.ui.session import Posted, PostedForm, SignedIn
 from mailhooks.api.ui.site import PREFIX
 from mailhooks.core.errors import CoreError, ValidationFailed
 from mailhooks.core.event_types import MAILGUN_TYPES
+from mailhooks.core.masking import masked_url, unmasked_url
 from mailhooks.core.models import Account, Domain, Webhook
 from mailhooks.db.dashboard import Dashboard
 
@@ -84,7 +85,7 @@ async def create_account_webhook(request: Request, posted: PostedForm,
                                                           posted.text("description") or None)
     except CoreError as exc:
         return form_error(request, exc, PAGE, Dialect.MAILGUN)
-    return redirect(request, PAGE, f"Account-level webhook created: {rows[0].url}")
+    return redirect(request, PAGE, f"Account-level webhook created: {masked_url(rows[0].url)}")
 
 
 @router.get("/webhooks/{group_id}")
@@ -98,13 +99,14 @@ async def edit_account_webhook_form(request: Request, group_id: Guid, session: S
 @router.post("/webhooks/{group_id}")
 async def edit_account_webhook(request: Request, group_id: Guid, posted: PostedForm,
                                subscriptions: deps.SubscriptionsDep) -> Response:
-    await subscriptions.account_group(posted.account, group_id)  # another account's group is a 404 page
+    current = await subscriptions.account_group(posted.account, group_id)  # another account's: a 404 page
     try:
-        rows = await subscriptions.replace_account_webhook(posted.account, group_id, posted.text("url"),
+        rows = await subscriptions.replace_account_webhook(posted.account, group_id,
+                                                           unmasked_url(posted.text("url"), current[0].url),
                                                            _types_of(posted), posted.text("description"))
     except CoreError as exc:
         return form_error(request, exc, f"{PAGE}/{group_id}", Dialect.MAILGUN)
-    return redirect(request, PAGE, f"Account-level webhook updated: {rows[0].url}")
+    return redirect(request, PAGE, f"Account-level webhook updated: {masked_url(rows[0].url)}")
 
 
 @router.post("/webhooks/{group_id}/delete")
@@ -112,7 +114,7 @@ async def delete_account_webhook(request: Request, group_id: Guid, posted: Poste
                                  subscriptions: deps.SubscriptionsDep) -> Response:
     group = Group.of(await subscriptions.account_group(posted.account, group_id))
     await subscriptions.delete_account_webhooks(posted.account, [group_id])
-    return redirect(request, PAGE, f"Account-level webhook deleted: {group.url}")
+    return redirect(request, PAGE, f"Account-level webhook deleted: {masked_url(group.url)}")
 
 
 @router.post("/webhooks/{group_id}/test")
@@ -132,4 +134,4 @@ async def enable_account_webhook(request: Request, group_id: Guid, posted: Poste
     group = Group.of(await subscriptions.account_group(posted.account, group_id))
     for row in group.disabled:
         await deliveries.enable_webhook(posted.account.id, row.guid)
-    return redirect(request, PAGE, f"Account-level webhook re-enabled: {group.url}")
+    return redirect(request, PAGE, f"Account-level webhook re-enabled: {masked_url(group.url)}")

@@ -17,6 +17,7 @@ from mailhooks.api.ui.session import PostedForm, SignedIn
 from mailhooks.api.ui.site import PREFIX
 from mailhooks.core.errors import CoreError, ValidationFailed
 from mailhooks.core.event_types import CANONICAL
+from mailhooks.core.masking import masked_url, unmasked_url
 from mailhooks.core.models import Domain
 from mailhooks.core.payloads import PayloadFormat
 
@@ -53,7 +54,7 @@ async def create_domain_webhook(request: Request, name: DomainName, posted: Post
                                                  PayloadFormat(payload_format))
     except CoreError as exc:
         return form_error(request, exc, _domain_path(domain), Dialect.KIRIM)
-    return redirect(request, _domain_path(domain), f"Webhook created: {row.event_type} → {row.url}")
+    return redirect(request, _domain_path(domain), f"Webhook created: {row.event_type} → {masked_url(row.url)}")
 
 
 @router.get("/domains/{name}/webhooks/{guid}")
@@ -69,12 +70,13 @@ async def edit_domain_webhook_form(request: Request, name: DomainName, guid: Gui
 async def edit_domain_webhook(request: Request, name: DomainName, guid: Guid, posted: PostedForm,
                               subscriptions: deps.SubscriptionsDep) -> Response:
     domain = await subscriptions.domain(posted.account, name)
+    current = await subscriptions.get_row(posted.account, domain, guid)
     try:
         row = await subscriptions.update_row(posted.account, domain, guid, inputs.event_type(posted.text("event_type")),
-                                             posted.text("url"))
+                                             unmasked_url(posted.text("url"), current.url))
     except CoreError as exc:
         return form_error(request, exc, f"{_domain_path(domain)}/webhooks/{guid}", Dialect.KIRIM)
-    return redirect(request, _domain_path(domain), f"Webhook updated: {row.event_type} → {row.url}")
+    return redirect(request, _domain_path(domain), f"Webhook updated: {row.event_type} → {masked_url(row.url)}")
 
 
 @router.post("/domains/{name}/webhooks/{guid}/delete")
@@ -82,7 +84,7 @@ async def delete_domain_webhook(request: Request, name: DomainName, guid: Guid, 
                                 subscriptions: deps.SubscriptionsDep) -> Response:
     domain = await subscriptions.domain(posted.account, name)
     row = await subscriptions.delete_row(posted.account, domain, guid)
-    return redirect(request, _domain_path(domain), f"Webhook deleted: {row.event_type} → {row.url}")
+    return redirect(request, _domain_path(domain), f"Webhook deleted: {row.event_type} → {masked_url(row.url)}")
 
 
 @router.post("/domains/{name}/webhooks/{guid}/test")
@@ -101,5 +103,5 @@ async def enable_domain_webhook(request: Request, name: DomainName, guid: Guid, 
     row = await subscriptions.get_row(posted.account, domain, guid)
     await deliveries.enable_webhook(posted.account.id, row.guid)
     return redirect(request, _domain_path(domain),
-                    f"Webhook re-enabled: {row.url}. Deliveries that failed while it was disabled stay failed: "
-                    "recover them from the deliveries page.")
+                    f"Webhook re-enabled: {masked_url(row.url)}. Deliveries that failed while it was disabled stay "
+                    "failed: recover them from the deliveries page.")

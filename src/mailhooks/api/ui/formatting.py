@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from mailhooks.core.masking import masked_url
+
 
 def ts(value: float | None) -> str:
     if value is None:
@@ -59,4 +61,5 @@ def masked(key: str) -> str:
     return key[:4] + "•" * max(0, len(key) - 8) + key[-4:]
 
 
-FILTERS = {"ts": ts, "hm": hm, "hms": hms, "ago": ago, "ms": ms, "pretty": pretty}
+FILTERS: dict[str, Any] = {"ts": ts, "hm": hm, "hms": hms, "ago": ago, "ms": ms, "pretty": pretty,
+                           "masked_url": masked_url}
