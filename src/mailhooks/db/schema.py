@@ -57,8 +57,10 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("prefix", String(16), nullable=False, index=True),
     Column("created_at", Float, nullable=False),
-    Column("last_used_at", Float),
+    Column("last_used_at", Float),  # written at most once a minute per key (db/key_usage.py)
     Column("revoked_at", Float),
+    Column("scope", String(16), nullable=False, server_default=text("'admin'")),  # core.scopes.Scope
+    Column("domain", String(253)),  # NULL = every domain of the account; else this domain's name only
 )
 
 domains = Table(
@@ -183,4 +185,17 @@ instance_secrets = Table(
     Column("name", String(64), primary_key=True),
     Column("value", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
+)
+
+# Who changed what in an account (core.audit): written in the same transaction as the change.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("account_id", PK, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("actor", String(300), nullable=False),  # a key prefix, "dashboard:<username>" or "cli"
+    Column("action", String(32), nullable=False),  # core.audit.AuditAction
+    Column("target", Text, nullable=False),
+    Index("ix_audit_log_account", "account_id", "id"),  # pages newest first by id
 )

@@ -16,7 +16,8 @@ from mailhooks.api.ui.rendering import redirect, render
 from mailhooks.api.ui.session import PostedForm, Session, SignedIn
 from mailhooks.api.ui.site import PREFIX
 from mailhooks.core.accounts import create_api_key, rotate_signing_key, whsec
-from mailhooks.core.errors import NotFound
+from mailhooks.core.errors import NotFound, ValidationFailed
+from mailhooks.core.scopes import Scope, parse_scope
 from mailhooks.db.dashboard import Dashboard
 from mailhooks.db.store import Store
 
@@ -32,7 +33,8 @@ async def _settings(request: Request, session: Session, store: Store, dash: Dash
     account = await store.get_account(session.account.id) or session.account
     return render(request, "settings.html", status=status, session=session, nav="settings", keys=keys,
                   pager=pager(page, total), masked=masked(account.signing_key),
-                  current_prefix=session.key_prefix, **extra)
+                  current_prefix=session.key_prefix, scopes=list(Scope),
+                  domains=await store.list_domains(account.id), **extra)
 
 
 @router.get("/settings")
@@ -59,7 +61,10 @@ async def rotate(request: Request, posted: PostedForm, store: deps.StoreDep) -> 
 @router.post("/settings/keys")
 async def new_api_key(request: Request, posted: PostedForm, store: deps.StoreDep,
                       dash: deps.DashboardDep) -> Response:
-    key = await create_api_key(store, posted.account)
+    scope = parse_scope(posted.text("scope") or Scope.ADMIN)
+    if scope is None:
+        raise ValidationFailed.field("scope", f"Choose a scope: {', '.join(Scope)}.")
+    key = await create_api_key(store, posted.account, scope, posted.text("domain") or None)
     return await _settings(request, posted.session, store, dash, new_key=key)
 
 
