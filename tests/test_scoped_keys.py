@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 import time
 import uuid
 from typing import Any
@@ -140,13 +141,16 @@ def test_ingest_key_ingests_and_is_refused_everywhere_else(server: ServerProcess
         assert len(admin.get("/v1/events", params={"domain": domain}).json()["items"]) == 3
 
 
-def subprocess_json(db_url: str, *args: str) -> Any:
-    import subprocess
-
+def run_cli(db_url: str, *args: str) -> str:
+    """``mailhooks ARGS`` as a real subprocess; its output."""
     done = subprocess.run([MAILHOOKS, *args], env=base_env(db_url), capture_output=True, text=True, timeout=60,
                           cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return done.stdout
+
+
+def subprocess_json(db_url: str, *args: str) -> Any:
+    return json.loads(run_cli(db_url, *args).strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------------- read-only
