@@ -8,14 +8,11 @@ import re
 from typing import Any
 
 import httpx
-import pytest
 
 from mailhooks.core.accounts import KEY_PREFIX_LENGTH
 from mailhooks.core.scopes import Scope
 from tests.support import Provisioner, ServerProcess
 from tests.test_scoped_keys import client, make_key, run_cli, subprocess_json
-
-pytestmark = pytest.mark.usefixtures("server")
 
 
 def whole_log(server: ServerProcess, key: str, limit: int) -> list[dict[str, Any]]:

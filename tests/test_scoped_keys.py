@@ -13,7 +13,6 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 
 from mailhooks.api.app import create_app
 from mailhooks.api.scopes import PUBLIC_PATHS, need_of
@@ -23,8 +22,6 @@ from mailhooks.core.scopes import Need, Scope
 from mailhooks.db.store import Store
 from tests.support import MAILHOOKS, ROOT, Provisioner, ServerProcess, Tenant
 from tests.test_cli import base_env
-
-pytestmark = pytest.mark.usefixtures("server")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -90,9 +87,11 @@ def test_every_route_declares_what_it_needs(tmp_path: Any) -> None:
     undeclared = [r.path for r in routes
                   if r.path not in PUBLIC_PATHS and need_of(getattr(r, "endpoint", None)) is None]
     assert undeclared == [], "declare each with @requires(Need.…) (src/mailhooks/api/scopes.py)"
-    paths = {r.path: need_of(getattr(r, "endpoint", None)) for r in routes}
-    assert paths["/v1/events"] in (Need.INGEST, Need.READ)
-    assert paths["/v1/audit"] is Need.ADMIN and paths["/ui/settings"] is Need.DASHBOARD
+    needs = {(method, r.path): need_of(getattr(r, "endpoint", None)) for r in routes
+             for method in getattr(getattr(r, "original_route", r), "methods", None) or ()}
+    assert needs[("POST", "/v1/events")] is Need.INGEST and needs[("GET", "/v1/events")] is Need.READ
+    assert needs[("POST", "/v5/accounts/http_signing_key")] is Need.ADMIN
+    assert needs[("GET", "/v1/audit")] is Need.ADMIN and needs[("GET", "/ui/settings")] is Need.DASHBOARD
 
 
 # ---------------------------------------------------------------------- ingest-only
@@ -137,8 +136,10 @@ def test_ingest_key_ingests_and_is_refused_everywhere_else(server: ServerProcess
     assert webhook_state(server, tenant, domain) == before
     with client(server, tenant.api_key) as admin:
         assert admin.get("/v1/signing-key").json()["http_signing_key"] == tenant.signing_key
-        # the events it posted are there
+        # the events it posted are there, and the only change the log knows of is the key's creation
         assert len(admin.get("/v1/events", params={"domain": domain}).json()["items"]) == 3
+        log = admin.get("/v1/audit").json()["items"]
+        assert [(e["actor"], e["action"]) for e in log] == [("cli", "key.created")]
 
 
 def run_cli(db_url: str, *args: str) -> str:
