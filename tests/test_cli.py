@@ -109,11 +109,12 @@ def test_accounts_keys_and_domains(empty_db: str, tmp_path: Path) -> None:
         {"domain": "mail.alice.example", "domain_guid": added["domain_guid"], "account": "alice"}]
 
     second = one_json_line(cli(empty_db, "keys", "create", "alice", "--json"))
-    assert set(second) == {"username", "api_key"} and second["username"] == "alice"
+    assert second == {"username": "alice", "api_key": second["api_key"], "prefix": second["api_key"][:12],
+                      "scope": "admin", "domain": None}
     second_key = second["api_key"]
     assert second_key != first_key
     listing = cli(empty_db, "keys", "list", "alice").stdout.splitlines()
-    assert listing == [f"{first_key[:12]}…  active", f"{second_key[:12]}…  active"]
+    assert listing == [f"{first_key[:12]}…  admin  active", f"{second_key[:12]}…  admin  active"]
 
     server = ServerProcess(empty_db, log_dir=tmp_path, env=base_env(empty_db))
     server.start()
@@ -136,7 +137,7 @@ def test_accounts_keys_and_domains(empty_db: str, tmp_path: Path) -> None:
         assert r.status_code == 401
         assert get(mg, "api", second_key).status_code == 200  # the other key lives on
         assert cli(empty_db, "keys", "list", "alice").stdout.splitlines() == [
-            f"{first_key[:12]}…  revoked", f"{second_key[:12]}…  active"]
+            f"{first_key[:12]}…  admin  revoked", f"{second_key[:12]}…  admin  active"]
     finally:
         server.stop()
     assert_stored_hashed(empty_db, [first_key, second_key])
@@ -156,6 +157,8 @@ def test_cli_errors_and_text_output(tmp_path: Path) -> None:
         (("domains", "add", "not a domain", "--account", "bob"), "not a valid domain"),
         (("keys", "create", "nobody"), "nobody"),
         (("keys", "list", "nobody"), "nobody"),
+        (("keys", "create", "bob", "--scope", "root"), "--scope must be one of admin, manage, ingest, read"),
+        (("keys", "create", "bob", "--domain", "not-bobs.example"), "domain not found"),
         (("keys", "revoke", bob.group(1)[:11]), "no active key"),  # a prefix must be the whole shown prefix
         # nesting: beyond the ingest limit, and beyond what Python's parser goes (a traceback on main)
         (("events", "emit", "bob.example", "delivered", "--recipient", "r@example.org",
@@ -168,7 +171,9 @@ def test_cli_errors_and_text_output(tmp_path: Path) -> None:
     for (args, message), done in zip(calls, results, strict=True):
         assert message in done.stderr.lower(), (args, done.stderr)
     assert cli(db, "domains", "list").stdout.startswith("bob.example  bob  ")
-    assert cli(db, "keys", "list", "bob").stdout == f"{bob.group(1)[:12]}…  active\n"
+    assert cli(db, "keys", "list", "bob").stdout == f"{bob.group(1)[:12]}…  admin  active\n"
+    ingest = cli(db, "keys", "create", "bob", "--scope", "INGEST", "--domain", "Bob.example").stdout
+    assert cli(db, "keys", "list", "bob").stdout.splitlines()[1].endswith("ingest bob.example  active"), ingest
 
 
 # ---------------------------------------------------------------------------- first start
@@ -230,7 +235,7 @@ def test_first_start_bootstraps_once_with_working_curl_lines(empty_db: str, tmp_
         assert "API key" not in log and key not in log and not curl_lines(log), log
     finally:
         second.stop()
-    assert cli(empty_db, "keys", "list", "admin").stdout == f"{key[:12]}…  active\n"
+    assert cli(empty_db, "keys", "list", "admin").stdout == f"{key[:12]}…  admin  active\n"
     assert_stored_hashed(empty_db, [key])
 
 

@@ -12,7 +12,9 @@ import typer
 
 from mailhooks.config import Settings
 from mailhooks.core import accounts as core_accounts
+from mailhooks.core.audit import CLI_ACTOR, acting_as
 from mailhooks.core.errors import CoreError
+from mailhooks.core.scopes import Scope, parse_scope
 from mailhooks.db.migrate import upgrade
 from mailhooks.db.store import Store
 from mailhooks.logs import configure_logging
@@ -43,6 +45,7 @@ def _with_store(work: Callable[[Store], Awaitable[T]], migrate: bool = True) -> 
         upgrade(settings.database_url)
 
     async def runner() -> T:
+        acting_as(CLI_ACTOR)  # the audit log names the command line as the actor of what it changes
         store = Store(settings.database_url)
         try:
             return await work(store)
@@ -114,17 +117,25 @@ def accounts_create(username: str, as_json: bool = typer.Option(False, "--json",
 
 
 @keys_app.command("create")
-def keys_create(username: str, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Create another API key for an account (shown once)."""
+def keys_create(username: str, as_json: bool = typer.Option(False, "--json"),
+                scope: str = typer.Option("admin", "--scope", help="admin | manage | ingest | read"),
+                domain: str | None = typer.Option(None, "--domain", help="Limit the key to this domain.")) -> None:
+    """Create another API key for an account (shown once), optionally with a narrower scope or one domain."""
+    parsed = parse_scope(scope)
+    if parsed is None:
+        typer.echo(f"error: --scope must be one of {', '.join(Scope)}", err=True)
+        raise typer.Exit(2)
 
     async def work(store: Store) -> str:
         account = await store.get_account_by_username(username)
         if account is None:
             raise CoreError(f"no account {username!r}")
-        return await core_accounts.create_api_key(store, account)
+        return await core_accounts.create_api_key(store, account, parsed, domain)
 
     key = _with_store(work)
-    _print({"username": username, "api_key": key}, as_json, f"api key (shown once): {key}")
+    _print({"username": username, "api_key": key, "prefix": key[:core_accounts.KEY_PREFIX_LENGTH],
+            "scope": str(parsed), "domain": domain and core_accounts.normalize_domain(domain)}, as_json,
+           f"api key (shown once): {key}")
 
 
 @keys_app.command("list")
@@ -135,15 +146,17 @@ def keys_list(username: str, as_json: bool = typer.Option(False, "--json")) -> N
         account = await store.get_account_by_username(username)
         if account is None:
             raise CoreError(f"no account {username!r}")
-        return [{"prefix": k.prefix, "created_at": k.created_at, "last_used_at": k.last_used_at,
-                 "revoked": k.revoked_at is not None} for k in await store.list_api_keys(account.id)]
+        return [{"prefix": k.prefix, "scope": k.scope, "domain": k.domain, "created_at": k.created_at,
+                 "last_used_at": k.last_used_at, "revoked": k.revoked_at is not None}
+                for k in await store.list_api_keys(account.id)]
 
     keys = _with_store(work)
     if as_json:
         typer.echo(json.dumps(keys))
     else:
         for key in keys:
-            typer.echo(f"{key['prefix']}…  {'revoked' if key['revoked'] else 'active'}")
+            where = f" {key['domain']}" if key["domain"] else ""
+            typer.echo(f"{key['prefix']}…  {key['scope']}{where}  {'revoked' if key['revoked'] else 'active'}")
 
 
 @keys_app.command("revoke")

@@ -14,8 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailhooks.api import kirim, mailgun, native, signing_key, subscriptions, suppressions, ui
-from mailhooks.api.auth import RateLimited, Unauthorized
+from mailhooks.api import audit, kirim, mailgun, native, signing_key, subscriptions, suppressions, ui
+from mailhooks.api.auth import Forbidden, RateLimited, Unauthorized
 from mailhooks.api.bodies import BodyLimit
 from mailhooks.api.dialects import errors_for
 from mailhooks.api.docs import install_docs
@@ -36,6 +36,11 @@ async def _core_error(request: Request, exc: Exception) -> Response:
 
 async def _unauthorized(request: Request, _exc: Exception) -> Response:
     return errors_for(request.url.path).unauthorized()
+
+
+async def _forbidden(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Forbidden)
+    return errors_for(request.url.path).forbidden(exc.message)
 
 
 async def _rate_limited(request: Request, exc: Exception) -> Response:
@@ -127,9 +132,11 @@ def create_app(settings: Settings, open_services: ServicesFactory) -> FastAPI:
     app.include_router(native.router)
     app.include_router(signing_key.router)
     app.include_router(subscriptions.router)
+    app.include_router(audit.router)
     ui.install(app)
     app.add_exception_handler(CoreError, _html_under_ui(_core_error))
     app.add_exception_handler(Unauthorized, _html_under_ui(_unauthorized))
+    app.add_exception_handler(Forbidden, _html_under_ui(_forbidden))
     app.add_exception_handler(RateLimited, _html_under_ui(_rate_limited))
     app.add_exception_handler(StarletteHTTPException, _html_under_ui(_http_error))
     app.add_exception_handler(RequestValidationError, _html_under_ui(_request_validation))

@@ -17,13 +17,25 @@ from starlette.requests import Request
 
 from mailhooks.api.dialects import Dialect
 from mailhooks.api.ratelimit import Budget
+from mailhooks.api.scopes import need_of
 from mailhooks.api.state import Services, services
-from mailhooks.core.accounts import authenticate
+from mailhooks.core.accounts import authenticate_key, normalize_domain
+from mailhooks.core.audit import acting_as
+from mailhooks.core.errors import DomainNotFound, ValidationFailed
 from mailhooks.core.models import Account
+from mailhooks.core.scopes import KeyGrant, Need, allows
 
 
 class Unauthorized(Exception):
     pass
+
+
+class Forbidden(Exception):
+    """A valid key used beyond its scope or outside its domain: refused, nothing changed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class RateLimited(Exception):
@@ -86,15 +98,48 @@ async def _account(request: Request, svc: Services, dialect: Dialect,
         raise Unauthorized()
     await refuse_throttled_address(request, svc)
     username, key = creds
-    account = await authenticate(svc.store, key) if _fits_dialect(dialect, username) else None
-    if account is None or (dialect is Dialect.KIRIM and username != account.username):
+    found = await authenticate_key(svc.store, key) if _fits_dialect(dialect, username) else None
+    if found is None or (dialect is Dialect.KIRIM and username != found[0].username):
         await count_failed_sign_in(request, svc)
         raise Unauthorized()
+    account, grant = found
     verdict = await svc.limiter.hit(account.guid, budget)
     if not verdict.allowed:
         raise RateLimited(verdict.retry_after, verdict.limit, verdict.remaining)
+    need = need_of(request.scope.get("endpoint")) or Need.ADMIN  # undeclared: closed to narrower keys
+    if not allows(grant.scope, need):
+        raise Forbidden(f"This API key may not make this request (its scope is '{grant.scope}').")
+    if grant.domain is not None:
+        _check_domain(request, grant.domain, need)
+    svc.store.note_key_use(grant.key_id)
+    acting_as(grant.prefix)
     request.state.account = account
+    request.state.grant = grant
     return account
+
+
+def _check_domain(request: Request, allowed: str, need: Need) -> None:
+    """A domain-limited key acts on its domain only. Another domain is answered exactly like one that does
+    not exist (404), so the key learns nothing of the account's other domains. A route that names no
+    domain (account-level webhooks, one delivery by id, the signing key) is refused (403); ingest names
+    its domains in the body, and the intake checks each (``grant_of``)."""
+    name = request.path_params.get("domain") or request.query_params.get("domain")
+    if name is None:
+        if need is Need.INGEST:
+            return
+        raise Forbidden(f"This API key is limited to the domain {allowed}: name it in the request.")
+    try:
+        clean = normalize_domain(name)
+    except ValidationFailed:
+        raise DomainNotFound() from None
+    if clean != allowed:
+        raise DomainNotFound()
+
+
+def grant_of(request: Request) -> KeyGrant:
+    """What the key of this (authenticated) request may do."""
+    grant: KeyGrant = request.state.grant
+    return grant
 
 
 async def mailgun_account(request: Request, svc: Services = Depends(services)) -> Account:

@@ -15,6 +15,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
+from mailhooks.api.scopes import requires
+from mailhooks.core.scopes import Need
+
 DOCS = "/docs"
 ASSETS = f"{DOCS}/assets"
 
@@ -24,6 +27,7 @@ def install_docs(app: FastAPI) -> None:
     app.mount(ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
 
     @app.get(DOCS, include_in_schema=False)
+    @requires(Need.PUBLIC)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_swagger_ui_html(

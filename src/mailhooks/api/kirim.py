@@ -15,11 +15,13 @@ from mailhooks.api.dialects.kirim import VALIDATION_FAILED
 from mailhooks.api.openapi.kirim import json_body, responses
 from mailhooks.api.responses import JSON
 from mailhooks.api.samples import send_test
+from mailhooks.api.scopes import requires
 from mailhooks.api.state import Services, services
 from mailhooks.core.errors import ValidationFailed, WebhookNotFound
 from mailhooks.core.event_types import KIRIM_TYPES, parse_type
 from mailhooks.core.models import Account, Domain, Webhook
 from mailhooks.core.payloads import PayloadFormat
+from mailhooks.core.scopes import Need
 from mailhooks.core.targets import check_url_syntax
 
 router = APIRouter(prefix="/api/domains/{domain}/webhooks", tags=["Kirim.Email"])
@@ -75,6 +77,7 @@ def _guid(value: str) -> str:
 
 
 @router.get("", responses=responses("KirimWebhookList"))
+@requires(Need.READ)
 async def list_webhooks(
     domain: str = DomainPath,
     type: str | None = Query(None, description="Filter by event type"),  # noqa: A002
@@ -92,6 +95,7 @@ async def list_webhooks(
 
 @router.post("", status_code=201, responses=responses("KirimWebhookEnvelope", 201),
              openapi_extra=json_body("KirimWebhookCreate"))
+@requires(Need.MANAGE)
 async def create_webhook(request: Request, domain: str = DomainPath, account: Account = Depends(kirim_account),
                          svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions
@@ -103,6 +107,7 @@ async def create_webhook(request: Request, domain: str = DomainPath, account: Ac
 
 
 @router.post("/test", responses=responses("KirimTestResult", 200, 424), openapi_extra=json_body("KirimWebhookTest"))
+@requires(Need.MANAGE)
 async def test_webhook(request: Request, domain: str = DomainPath, account: Account = Depends(kirim_account),
                        svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions
@@ -118,6 +123,7 @@ async def test_webhook(request: Request, domain: str = DomainPath, account: Acco
 
 
 @router.get("/{webhook_guid}", responses=responses("KirimWebhookEnvelope"))
+@requires(Need.READ)
 async def get_webhook(domain: str = DomainPath, webhook_guid: str = GuidPath,
                       account: Account = Depends(kirim_account), svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions
@@ -128,6 +134,7 @@ async def get_webhook(domain: str = DomainPath, webhook_guid: str = GuidPath,
 
 @router.put("/{webhook_guid}", responses=responses("KirimWebhookEnvelope"),
             openapi_extra=json_body("KirimWebhookUpdate"))
+@requires(Need.MANAGE)
 async def update_webhook(request: Request, domain: str = DomainPath, webhook_guid: str = GuidPath,
                          account: Account = Depends(kirim_account), svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions
@@ -143,6 +150,7 @@ async def update_webhook(request: Request, domain: str = DomainPath, webhook_gui
 
 
 @router.delete("/{webhook_guid}", responses=responses("KirimMessage"))
+@requires(Need.MANAGE)
 async def delete_webhook(domain: str = DomainPath, webhook_guid: str = GuidPath,
                          account: Account = Depends(kirim_account), svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions

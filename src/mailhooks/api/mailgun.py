@@ -18,12 +18,14 @@ from mailhooks.api.bodies import Form, read_form
 from mailhooks.api.openapi.mailgun import ALL_QUERY, FORM_BODY, IDS_QUERY, URL_QUERY, responses
 from mailhooks.api.responses import MailgunJSON
 from mailhooks.api.samples import send_test
+from mailhooks.api.scopes import requires
 from mailhooks.api.state import Services, services
 from mailhooks.core import accounts as core_accounts
 from mailhooks.core.errors import ValidationFailed
 from mailhooks.core.event_types import MAILGUN_ALIASES, MAILGUN_TYPES, parse_type
 from mailhooks.core.models import Account, Webhook
 from mailhooks.core.payloads import PayloadFormat
+from mailhooks.core.scopes import Need
 
 router = APIRouter(tags=["Mailgun"])
 
@@ -99,6 +101,7 @@ NamePath = Path(..., description="Webhook name: accepted, clicked, opened, unsub
 
 
 @router.get("/v3/domains/{domain}/webhooks", responses=responses("MailgunWebhookMap", 404))
+@requires(Need.READ)
 async def list_webhooks(domain: str = DomainPath, account: Account = Depends(mailgun_account),
                         svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions
@@ -107,6 +110,7 @@ async def list_webhooks(domain: str = DomainPath, account: Account = Depends(mai
 
 @router.post("/v3/domains/{domain}/webhooks", responses=responses("MailgunWebhookChange", 400, 404),
              openapi_extra={"requestBody": FORM_BODY})
+@requires(Need.MANAGE)
 async def create_webhook(request: Request, domain: str = DomainPath, account: Account = Depends(mailgun_account),
                          svc: Services = Depends(services)) -> Response:
     form = await _form(request)
@@ -125,6 +129,7 @@ async def create_webhook(request: Request, domain: str = DomainPath, account: Ac
 
 @router.put("/v3/domains/{domain}/webhooks", responses=responses("MailgunWebhookMap", 400, 404),
             openapi_extra={"requestBody": FORM_BODY}, summary="v4 update sent to a /v3 path (Python SDK)")
+@requires(Need.MANAGE)
 async def update_collection(request: Request, domain: str = DomainPath,
                             account: Account = Depends(mailgun_account), svc: Services = Depends(services)) -> Response:
     return await _v4_set(await _form(request), domain, account, svc)
@@ -132,12 +137,14 @@ async def update_collection(request: Request, domain: str = DomainPath,
 
 @router.delete("/v3/domains/{domain}/webhooks", responses=responses("MailgunWebhookMap", 400, 404),
                summary="v4 delete sent to a /v3 path (Python SDK)", openapi_extra=URL_QUERY)
+@requires(Need.MANAGE)
 async def delete_collection(request: Request, domain: str = DomainPath,
                             account: Account = Depends(mailgun_account), svc: Services = Depends(services)) -> Response:
     return await _v4_delete(request, domain, account, svc)
 
 
 @router.get("/v3/domains/{domain}/webhooks/{name}", responses=responses("MailgunWebhook", 400, 404))
+@requires(Need.READ)
 async def get_webhook(domain: str = DomainPath, name: str = NamePath, account: Account = Depends(mailgun_account),
                       svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions
@@ -147,6 +154,7 @@ async def get_webhook(domain: str = DomainPath, name: str = NamePath, account: A
 
 @router.put("/v3/domains/{domain}/webhooks/{name}", responses=responses("MailgunWebhookChange", 400, 404),
             openapi_extra={"requestBody": FORM_BODY})
+@requires(Need.MANAGE)
 async def update_webhook(request: Request, domain: str = DomainPath, name: str = NamePath,
                          account: Account = Depends(mailgun_account), svc: Services = Depends(services)) -> Response:
     form = await _form(request)
@@ -158,6 +166,7 @@ async def update_webhook(request: Request, domain: str = DomainPath, name: str =
 
 
 @router.delete("/v3/domains/{domain}/webhooks/{name}", responses=responses("MailgunWebhookChange", 400, 404))
+@requires(Need.MANAGE)
 async def delete_webhook(domain: str = DomainPath, name: str = NamePath, account: Account = Depends(mailgun_account),
                          svc: Services = Depends(services)) -> Response:
     subs = svc.subscriptions
@@ -168,6 +177,7 @@ async def delete_webhook(domain: str = DomainPath, name: str = NamePath, account
 
 @router.put("/v3/domains/{domain}/webhooks/{name}/test", responses=responses("MailgunTestResult", 400, 404),
             openapi_extra={"requestBody": FORM_BODY})
+@requires(Need.MANAGE)
 async def test_webhook(request: Request, domain: str = DomainPath, name: str = NamePath,
                        account: Account = Depends(mailgun_account), svc: Services = Depends(services)) -> Response:
     """Send a sample event of this type to ``url`` (or to the type's first configured URL)."""
@@ -217,6 +227,7 @@ async def _v4_delete(request: Request, domain: str, account: Account, svc: Servi
 
 @router.post("/v4/domains/{domain}/webhooks", responses=responses("MailgunWebhookMap", 400, 404),
              openapi_extra={"requestBody": FORM_BODY})
+@requires(Need.MANAGE)
 async def v4_create(request: Request, domain: str = DomainPath, account: Account = Depends(mailgun_account),
                     svc: Services = Depends(services)) -> Response:
     return await _v4_add(await _form(request), domain, account, svc)
@@ -224,6 +235,7 @@ async def v4_create(request: Request, domain: str = DomainPath, account: Account
 
 @router.put("/v4/domains/{domain}/webhooks", responses=responses("MailgunWebhookMap", 400, 404),
             openapi_extra={"requestBody": FORM_BODY})
+@requires(Need.MANAGE)
 async def v4_update(request: Request, domain: str = DomainPath, account: Account = Depends(mailgun_account),
                     svc: Services = Depends(services)) -> Response:
     return await _v4_set(await _form(request), domain, account, svc)
@@ -231,6 +243,7 @@ async def v4_update(request: Request, domain: str = DomainPath, account: Account
 
 @router.delete("/v4/domains/{domain}/webhooks", responses=responses("MailgunWebhookMap", 400, 404),
                openapi_extra=URL_QUERY)
+@requires(Need.MANAGE)
 async def v4_delete(request: Request, domain: str = DomainPath, account: Account = Depends(mailgun_account),
                     svc: Services = Depends(services)) -> Response:
     return await _v4_delete(request, domain, account, svc)
@@ -257,6 +270,7 @@ WebhookIdPath = Path(...)  # an impossible id is "Webhook not found"
 
 @router.get("/v1/webhooks", responses=responses("MailgunAccountWebhookList", 400),
             openapi_extra={"parameters": [IDS_QUERY]})
+@requires(Need.READ)
 async def v1_list(request: Request, account: Account = Depends(mailgun_account),
                   svc: Services = Depends(services)) -> Response:
     wanted = _listed(request.query_params.getlist("webhook_ids")) or None
@@ -266,6 +280,7 @@ async def v1_list(request: Request, account: Account = Depends(mailgun_account),
 
 @router.post("/v1/webhooks", responses=responses("MailgunWebhookId", 400, 409),
              openapi_extra={"requestBody": FORM_BODY})
+@requires(Need.MANAGE)
 async def v1_create(request: Request, account: Account = Depends(mailgun_account),
                     svc: Services = Depends(services)) -> Response:
     form = await _form(request)
@@ -276,6 +291,7 @@ async def v1_create(request: Request, account: Account = Depends(mailgun_account
 
 
 @router.get("/v1/webhooks/{webhook_id}", responses=responses("MailgunAccountWebhook", 404))
+@requires(Need.READ)
 async def v1_get(webhook_id: str = WebhookIdPath, account: Account = Depends(mailgun_account),
                  svc: Services = Depends(services)) -> Response:
     return MailgunJSON(_account_webhook(await svc.subscriptions.account_group(account, webhook_id)))
@@ -283,6 +299,7 @@ async def v1_get(webhook_id: str = WebhookIdPath, account: Account = Depends(mai
 
 @router.put("/v1/webhooks/{webhook_id}", status_code=204, responses=responses(None, 400, 404, 409, ok_code=204),
             openapi_extra={"requestBody": FORM_BODY})
+@requires(Need.MANAGE)
 async def v1_update(request: Request, webhook_id: str = WebhookIdPath, account: Account = Depends(mailgun_account),
                     svc: Services = Depends(services)) -> Response:
     form = await _form(request)
@@ -295,6 +312,7 @@ async def v1_update(request: Request, webhook_id: str = WebhookIdPath, account: 
 
 
 @router.delete("/v1/webhooks/{webhook_id}", status_code=204, responses=responses(None, 404, ok_code=204))
+@requires(Need.MANAGE)
 async def v1_delete(webhook_id: str = WebhookIdPath, account: Account = Depends(mailgun_account),
                     svc: Services = Depends(services)) -> Response:
     await svc.subscriptions.account_group(account, webhook_id)
@@ -304,6 +322,7 @@ async def v1_delete(webhook_id: str = WebhookIdPath, account: Account = Depends(
 
 @router.delete("/v1/webhooks", status_code=204, responses=responses(None, 400, ok_code=204),
                openapi_extra={"parameters": [IDS_QUERY, ALL_QUERY]})
+@requires(Need.MANAGE)
 async def v1_delete_many(request: Request, account: Account = Depends(mailgun_account),
                          svc: Services = Depends(services)) -> Response:
     ids = _listed(request.query_params.getlist("webhook_ids"))
@@ -317,11 +336,13 @@ async def v1_delete_many(request: Request, account: Account = Depends(mailgun_ac
 
 # ---------------------------------------------------------------------------- v5 signing key
 @router.get("/v5/accounts/http_signing_key", responses=responses("MailgunSigningKey"))
+@requires(Need.MANAGE)
 async def get_signing_key(account: Account = Depends(mailgun_account)) -> Response:
     return MailgunJSON({"http_signing_key": account.signing_key})
 
 
 @router.post("/v5/accounts/http_signing_key", responses=responses("MailgunSigningKey", 400))
+@requires(Need.ADMIN)
 async def regenerate_signing_key(request: Request, account: Account = Depends(mailgun_account),
                                  svc: Services = Depends(services)) -> Response:
     await read_form(request)  # the JS SDK sends an empty urlencoded body; anything unreadable is a 400

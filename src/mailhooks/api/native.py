@@ -15,10 +15,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailhooks.api.auth import ingest_account, native_account
+from mailhooks.api.auth import grant_of, ingest_account, native_account
 from mailhooks.api.openapi.common import openapi_json
 from mailhooks.api.openapi.native import AUTH_ERRORS, ERRORS, INGEST_BODY, METRICS_RESPONSES
 from mailhooks.api.responses import JSON
+from mailhooks.api.scopes import requires
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import whsec
 from mailhooks.core.errors import DeliveryNotFound, NotFound, ValidationFailed
@@ -27,6 +28,7 @@ from mailhooks.core.message_ids import message_id
 from mailhooks.core.models import Account
 from mailhooks.core.nesting import TOO_DEEP, is_recursion_error
 from mailhooks.core.replay import retry_now
+from mailhooks.core.scopes import Need
 from mailhooks.db.deliveries import Deliveries
 
 log = structlog.get_logger(__name__)
@@ -34,6 +36,7 @@ log = structlog.get_logger(__name__)
 router = APIRouter(tags=["native"])
 
 @router.get("/livez", responses={200: openapi_json("Health")}, openapi_extra={"security": []})
+@requires(Need.PUBLIC)
 async def livez() -> Response:
     """Liveness: the process answers, nothing else is checked (for orchestrators' liveness probes, and
     the benchmark's bare endpoint). ``/healthz`` is the readiness check: database and dispatcher."""
@@ -42,6 +45,7 @@ async def livez() -> Response:
 
 @router.get("/healthz", responses={200: openapi_json("Health"), 503: openapi_json("Health", "Unhealthy")},
             openapi_extra={"security": []})
+@requires(Need.PUBLIC)
 async def healthz(svc: Services = Depends(services)) -> Response:
     checks: dict[str, Any] = {}
     healthy = True
@@ -62,6 +66,7 @@ async def healthz(svc: Services = Depends(services)) -> Response:
 
 
 @router.get("/v1/signing-key", responses={200: openapi_json("SigningKey"), **AUTH_ERRORS})
+@requires(Need.MANAGE)
 async def signing_key(account: Account = Depends(native_account)) -> Response:
     return JSON({"http_signing_key": account.signing_key, "whsec": whsec(account.signing_key)})
 
@@ -112,6 +117,7 @@ async def _domain_id(svc: Services, account: Account, name: str | None) -> int |
              responses={202: openapi_json("EventIds", "Accepted"), **ERRORS,
                         413: openapi_json("NativeError", "Body too large")},
              openapi_extra=INGEST_BODY)
+@requires(Need.INGEST)
 async def ingest_events(request: Request, account: Account = Depends(ingest_account),
                         svc: Services = Depends(services)) -> Response:
     """Accept one event or an array of up to 1000; idempotent on ``id`` per domain."""
@@ -121,13 +127,14 @@ async def ingest_events(request: Request, account: Account = Depends(ingest_acco
     except orjson.JSONDecodeError as exc:
         message = TOO_DEEP if is_recursion_error(str(exc)) else "The body must be valid JSON."
         raise ValidationFailed.field("body", message) from exc
-    ids, _many, new = await svc.intake.ingest(account, body)
+    ids, _many, new = await svc.intake.ingest(account, body, only_domain=grant_of(request).domain)
     if svc.dispatcher is not None and new:
         svc.dispatcher.wake()
     return JSON({"ids": ids}, status_code=202)
 
 
 @router.get("/v1/events", responses={200: openapi_json("EventList"), **ERRORS})
+@requires(Need.READ)
 async def list_events(
     domain: str | None = Query(None, max_length=253),
     event: str | None = Query(None, max_length=32, pattern=PRINTABLE),
@@ -147,6 +154,7 @@ async def list_events(
 
 
 @router.get("/v1/deliveries", responses={200: openapi_json("DeliveryList"), **ERRORS})
+@requires(Need.READ)
 async def list_deliveries(
     domain: str | None = Query(None, max_length=253),
     event_id: str | None = Query(None, max_length=128, pattern=PRINTABLE),
@@ -165,6 +173,7 @@ async def list_deliveries(
 
 
 @router.get("/v1/deliveries/{delivery_id}", responses={200: openapi_json("DeliveryDetail"), **ERRORS})
+@requires(Need.READ)
 async def get_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
                        account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
     """One delivery with every attempt."""
@@ -178,6 +187,7 @@ async def get_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
 @router.post("/v1/deliveries/{delivery_id}/retry", status_code=202,
              responses={202: openapi_json("DeliveryDetail", "Queued"), 409: openapi_json("NativeError", "In flight"),
                         **ERRORS})
+@requires(Need.MANAGE)
 async def retry_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
                          account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
     """Queue the delivery for one more attempt now (a replay, whatever its status)."""
@@ -191,6 +201,7 @@ async def retry_delivery(delivery_id: int = PathParam(..., ge=1, le=MAX_ID),
 
 @router.post("/v1/domains/{domain}/deliveries/recover", status_code=202,
              responses={202: openapi_json("Recovered", "Queued"), **ERRORS})
+@requires(Need.MANAGE)
 async def recover_deliveries(domain: str = PathParam(..., max_length=253),
                              since: float = Query(..., description="epoch seconds"),
                              account: Account = Depends(native_account),
@@ -204,6 +215,7 @@ async def recover_deliveries(domain: str = PathParam(..., max_length=253),
 
 
 @router.post("/v1/subscriptions/{guid}/enable", responses={200: openapi_json("SubscriptionEnabled"), **ERRORS})
+@requires(Need.MANAGE)
 async def enable_subscription(guid: str = PathParam(..., max_length=64, pattern=PRINTABLE),
                               account: Account = Depends(native_account),
                               svc: Services = Depends(services)) -> Response:
@@ -221,6 +233,7 @@ def _wake(svc: Services) -> None:
 
 @router.get("/metrics", responses=METRICS_RESPONSES,
             openapi_extra={"security": []})
+@requires(Need.PUBLIC)
 async def prometheus_metrics(svc: Services = Depends(services)) -> Response:
     """Delivery counters of this process and the queue gauges (counted in the database at most every
     few seconds; ``mailhooks_queue_figures_age_seconds`` says how old they are)."""

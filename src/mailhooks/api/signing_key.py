@@ -15,9 +15,11 @@ from mailhooks.api.auth import native_account
 from mailhooks.api.openapi.common import openapi_json
 from mailhooks.api.openapi.native import AUTH_ERRORS
 from mailhooks.api.responses import JSON
+from mailhooks.api.scopes import requires
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import rotate_signing_key, whsec
 from mailhooks.core.models import Account
+from mailhooks.core.scopes import Need
 
 router = APIRouter(tags=["native"])
 
@@ -30,6 +32,7 @@ def iso_time(ts: float | None) -> str | None:
 
 
 @router.post("/v1/signing-key/rotate", responses={200: openapi_json("RotatedSigningKey"), **AUTH_ERRORS})
+@requires(Need.ADMIN)
 async def rotate(account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
     """A new signing key; the previous one still signs (``webhook-signature`` only) until
     ``previous_valid_until`` (``null`` when the overlap is 0)."""

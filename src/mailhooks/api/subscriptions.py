@@ -19,11 +19,13 @@ from mailhooks.api.auth import native_account
 from mailhooks.api.openapi.common import openapi_json
 from mailhooks.api.openapi.subscriptions import NATIVE_ERRORS, PATCH_BODY
 from mailhooks.api.responses import JSON
+from mailhooks.api.scopes import requires
 from mailhooks.api.state import Services, services
 from mailhooks.core.errors import NotFound, ValidationFailed
 from mailhooks.core.masking import masked_headers, masked_url, unmask_headers
 from mailhooks.core.models import Account, Webhook
 from mailhooks.core.nesting import TOO_DEEP, is_recursion_error
+from mailhooks.core.scopes import Need
 from mailhooks.core.subscriptions import SubscriptionSettings, parse_changes, settings_to_json
 from mailhooks.db.subscriptions import change_settings, get_subscription, list_subscriptions
 
@@ -56,6 +58,7 @@ def _not_found() -> NotFound:
 
 
 @router.get("/v1/subscriptions", responses={200: openapi_json("SubscriptionList"), **NATIVE_ERRORS})
+@requires(Need.READ)
 async def list_all(
     domain: str | None = Query(None, max_length=253),
     event_type: str | None = Query(None, max_length=32, pattern=PRINTABLE),
@@ -73,6 +76,7 @@ async def list_all(
 
 
 @router.get("/v1/subscriptions/{guid}", responses={200: openapi_json("Subscription"), **NATIVE_ERRORS})
+@requires(Need.READ)
 async def get_one(guid: str = PathParam(..., max_length=64, pattern=PRINTABLE),
                   account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
     found = await get_subscription(svc.store, account.id, guid)
@@ -84,6 +88,7 @@ async def get_one(guid: str = PathParam(..., max_length=64, pattern=PRINTABLE),
 @router.patch("/v1/subscriptions/{guid}", responses={200: openapi_json("Subscription"), **NATIVE_ERRORS,
                                                      413: openapi_json("NativeError", "Body too large")},
               openapi_extra=PATCH_BODY)
+@requires(Need.MANAGE)
 async def patch_one(request: Request, guid: str = PathParam(..., max_length=64, pattern=PRINTABLE),
                     account: Account = Depends(native_account), svc: Services = Depends(services)) -> Response:
     """Change some settings: a key present replaces that setting, ``null`` resets it, a key absent is

@@ -21,10 +21,12 @@ from mailhooks.api.bodies import read_form, read_json
 from mailhooks.api.mailgun import MailgunBadRequest
 from mailhooks.api.openapi.suppressions import ADD_BODY, LIST_QUERY, responses
 from mailhooks.api.responses import MailgunJSON
+from mailhooks.api.scopes import requires
 from mailhooks.api.state import Services, services
 from mailhooks.core.accounts import find_domain
 from mailhooks.core.errors import NotFound, ValidationFailed
 from mailhooks.core.models import Account, Domain
+from mailhooks.core.scopes import Need
 from mailhooks.core.suppressions import (
     Suppression,
     SuppressionKind,
@@ -189,28 +191,33 @@ def _routes(which: _List) -> None:
 
     @router.get(base, responses=responses(f"Mailgun{kind}List", 400, 404), openapi_extra=LIST_QUERY,
                 name=f"list_{which.path}")
+    @requires(Need.READ)
     async def _list(request: Request, domain: str = DomainPath, account: Account = Depends(mailgun_account),
                     svc: Services = Depends(services)) -> Response:
         return await list_entries(request, which, domain, account, svc)
 
     @router.get(base + "/{address}", responses=responses(f"Mailgun{kind}", 404), name=f"get_{which.path}")
+    @requires(Need.READ)
     async def _get(domain: str = DomainPath, address: str = AddressPath, account: Account = Depends(mailgun_account),
                    svc: Services = Depends(services)) -> Response:
         return await get_entry(which, domain, address, account, svc)
 
     @router.post(base, responses=responses("MailgunSuppressionAdded", 400, 404), openapi_extra=ADD_BODY[which.kind],
                  name=f"add_{which.path}")
+    @requires(Need.MANAGE)
     async def _add(request: Request, domain: str = DomainPath, account: Account = Depends(mailgun_account),
                    svc: Services = Depends(services)) -> Response:
         return await add_entries(request, which, domain, account, svc)
 
     @router.delete(base + "/{address}", responses=responses("MailgunSuppressionRemoved", 404),
                    name=f"delete_{which.path}")
+    @requires(Need.MANAGE)
     async def _delete(domain: str = DomainPath, address: str = AddressPath,
                       account: Account = Depends(mailgun_account), svc: Services = Depends(services)) -> Response:
         return await delete_entry(which, domain, address, account, svc)
 
     @router.delete(base, responses=responses("MailgunMessage", 404), name=f"clear_{which.path}")
+    @requires(Need.MANAGE)
     async def _clear(domain: str = DomainPath, account: Account = Depends(mailgun_account),
                      svc: Services = Depends(services)) -> Response:
         return await delete_all(which, domain, account, svc)

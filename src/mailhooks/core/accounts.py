@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from mailhooks.core.errors import DomainNotFound, ValidationFailed
 from mailhooks.core.models import Account, Domain
 from mailhooks.core.ports import AccountStorage, DomainLookup
+from mailhooks.core.scopes import KeyGrant, Scope
 
 KEY_PREFIX_LENGTH = 12
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -59,22 +60,32 @@ async def create_account(store: AccountStorage, username: str) -> CreatedAccount
     return CreatedAccount(account=account, api_key=key)
 
 
-async def create_api_key(store: AccountStorage, account: Account) -> str:
+async def create_api_key(store: AccountStorage, account: Account, scope: Scope = Scope.ADMIN,
+                         domain: str | None = None) -> str:
+    """A new key for ``account`` (shown once): ``scope`` limits what it may do, ``domain`` (one of the
+    account's domains) where."""
+    domain_name = (await find_domain(store, account, domain)).name if domain is not None else None
     key = new_api_key()
-    await store.add_api_key(account.id, hash_key(key), key[:KEY_PREFIX_LENGTH])
+    await store.add_api_key(account.id, hash_key(key), key[:KEY_PREFIX_LENGTH], scope, domain_name)
     return key
+
+
+async def authenticate_key(store: AccountStorage, presented: str) -> tuple[Account, KeyGrant] | None:
+    """The account whose live key is ``presented`` and what that key may do, or ``None``."""
+    if not presented or len(presented) > 512:
+        return None
+    digest = hash_key(presented)
+    found = await store.find_grant(digest)
+    if found is None:
+        return None
+    account, stored, grant = found
+    return (account, grant) if hmac.compare_digest(stored, digest) else None
 
 
 async def authenticate(store: AccountStorage, presented: str) -> Account | None:
     """The account whose live key is ``presented``, or ``None``."""
-    if not presented or len(presented) > 512:
-        return None
-    digest = hash_key(presented)
-    found = await store.find_key(digest)
-    if found is None:
-        return None
-    account, stored = found
-    return account if hmac.compare_digest(stored, digest) else None
+    found = await authenticate_key(store, presented)
+    return None if found is None else found[0]
 
 
 def normalize_domain(name: str) -> str:

@@ -267,12 +267,16 @@ class Intake:
         self._domains[(account.id, name)] = (now + self.DOMAIN_CACHE_SECONDS, found)
         return found
 
-    async def ingest(self, account: Account, body: object) -> tuple[list[str], bool, int]:
-        """Return the event ids in request order, whether the body was an array, and how many were new."""
+    async def ingest(self, account: Account, body: object, only_domain: str | None = None
+                     ) -> tuple[list[str], bool, int]:
+        """Return the event ids in request order, whether the body was an array, and how many were new.
+        ``only_domain``: the key may post for this domain only; another is answered as an unknown one."""
         items, many = parse_events(body)
         domains: dict[str, Domain] = {}
         for name in {item.domain for item in items}:
             domains[name] = await self._domain(account, name)
+            if only_domain is not None and domains[name].name != only_domain:
+                raise DomainNotFound()
         events = build_events(account, items, domains, many=many)
         flags = await self.outbox.ingest(unique_events(events))
         return [e.event_id for e in events], many, sum(flags)

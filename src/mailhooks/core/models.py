@@ -28,6 +28,8 @@ class ApiKey:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    scope: str = "admin"  # core.scopes.Scope
+    domain: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

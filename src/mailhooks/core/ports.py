@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from mailhooks.core.models import Account, Domain, NewWebhook, Webhook
+from mailhooks.core.scopes import KeyGrant, Scope
 
 # Decides a webhook change from the scope's live rows: ``(rows to add, ids to remove)``, optionally with
 # ``{id: position}`` for rows that stay but move in their type's URL list; or raises.
@@ -29,10 +30,11 @@ class AccountStorage(DomainLookup, Protocol):
 
     async def create_account(self, username: str, signing_key: str) -> Account: ...
 
-    async def add_api_key(self, account_id: int, key_hash: str, prefix: str) -> object: ...
+    async def add_api_key(self, account_id: int, key_hash: str, prefix: str, scope: Scope = Scope.ADMIN,
+                          domain: str | None = None) -> object: ...
 
-    async def find_key(self, key_hash: str) -> tuple[Account, str] | None:
-        """The account owning an unrevoked key with this hash, and the stored hash."""
+    async def find_grant(self, key_hash: str) -> tuple[Account, str, KeyGrant] | None:
+        """The account owning an unrevoked key with this hash, the stored hash, and what the key may do."""
         ...
 
     async def add_domain(self, account_id: int, name: str, secret: str) -> Domain: ...

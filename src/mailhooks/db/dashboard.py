@@ -221,7 +221,8 @@ class Dashboard:
             total = (await conn.execute(select(func.count()).select_from(k).where(k.c.account_id == account_id))
                      ).scalar_one()
             rows = await conn.execute(
-                select(k.c.id, k.c.account_id, k.c.prefix, k.c.created_at, k.c.last_used_at, k.c.revoked_at)
+                select(k.c.id, k.c.account_id, k.c.prefix, k.c.created_at, k.c.last_used_at, k.c.revoked_at,
+                       k.c.scope, k.c.domain)
                 .where(k.c.account_id == account_id)
                 .order_by(k.c.revoked_at.is_not(None), k.c.id.desc()).offset(offset).limit(limit))
             return [ApiKey(**row._mapping) for row in rows], int(total)

@@ -70,8 +70,9 @@ class Database:
 
     # ------------------------------------------------------------------ transactions
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """One write transaction (committed on exit, rolled back on an exception)."""
+    async def write(self, config: bool = True) -> AsyncIterator[AsyncConnection]:
+        """One write transaction (committed on exit, rolled back on an exception). ``config=False``: it
+        changes nothing the read cache holds, which therefore stays."""
         try:
             if self._write_lock is None:
                 async with self.engine.begin() as conn:
@@ -82,7 +83,7 @@ class Database:
             async with self._write_lock, self.engine.begin() as conn:
                 yield conn
         finally:
-            if self.cache is not None:
+            if self.cache is not None and config:
                 self.cache.changed()  # after the commit (or rollback): a read from now on sees it
 
     @asynccontextmanager

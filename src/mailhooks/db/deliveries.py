@@ -12,8 +12,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, select, update
 
+from mailhooks.core.audit import AuditAction
 from mailhooks.core.deliveries import DeliveryStatus
+from mailhooks.db import audit
 from mailhooks.db import schema as t
+from mailhooks.db.audit import webhook_target
 from mailhooks.db.database import Database
 
 
@@ -126,5 +129,9 @@ class Deliveries:
         async with self.db.write() as conn:
             result = await conn.execute(
                 update(t.webhooks).where(w.account_id == account_id, w.guid == guid, w.deleted_at.is_(None))
-                .values(disabled_at=None, disabled_reason=None, failing_since=None, modified_at=time.time()))
-        return bool(result.rowcount)
+                .values(disabled_at=None, disabled_reason=None, failing_since=None, modified_at=time.time())
+                .returning(w.guid, w.event_type, w.url))
+            enabled = result.first()
+            if enabled is not None:
+                await audit.record_in(conn, account_id, AuditAction.SUBSCRIPTION_ENABLED, webhook_target(*enabled))
+        return enabled is not None

@@ -60,8 +60,10 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("prefix", String(16), nullable=False, index=True),
     Column("created_at", Float, nullable=False),
-    Column("last_used_at", Float),
+    Column("last_used_at", Float),  # written at most once a minute per key (db/key_usage.py)
     Column("revoked_at", Float),
+    Column("scope", String(16), nullable=False, server_default=text("'admin'")),  # core.scopes.Scope
+    Column("domain", String(253)),  # NULL = every domain of the account; else this domain's name only
 )
 
 domains = Table(
@@ -204,4 +206,17 @@ suppressions = Table(
     Column("created_at", Float, nullable=False),
     UniqueConstraint("domain_id", "kind", "address", name="uq_suppressions_entry"),
     Index("ix_suppressions_recipient", "domain_id", "address"),  # "is this recipient suppressed" at intake
+)
+
+# Who changed what in an account (core.audit): written in the same transaction as the change.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("account_id", PK, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("actor", String(300), nullable=False),  # a key prefix, "dashboard:<username>" or "cli"
+    Column("action", String(32), nullable=False),  # core.audit.AuditAction
+    Column("target", Text, nullable=False),
+    Index("ix_audit_log_account", "account_id", "id"),  # pages newest first by id
 )

@@ -13,13 +13,16 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mailhooks.core.audit import AuditAction
 from mailhooks.core.errors import Conflict
 from mailhooks.core.message_ids import new_message_id_key
-from mailhooks.core.models import Account, ApiKey, Domain, NewWebhook, Webhook
+from mailhooks.core.models import Account, Domain, NewWebhook, Webhook
 from mailhooks.core.ports import WebhookPlan
 from mailhooks.core.subscriptions import settings_from_columns
+from mailhooks.db import audit
 from mailhooks.db import schema as t
-from mailhooks.db.database import Database
+from mailhooks.db.audit import webhook_target
+from mailhooks.db.keys import AccountKeys
 
 MESSAGE_ID_KEY = "webhook-id"  # its row in instance_secrets
 
@@ -37,7 +40,7 @@ def webhook_from_mapping(fields: dict[str, Any]) -> Webhook:
     return Webhook(**fields, settings=settings)
 
 
-class Store(Database):
+class Store(AccountKeys):
     """Async access to the configuration tables. Construct with a database URL (``cache=True`` for the
     API server: see ``Database``); call ``close()`` when done."""
 
@@ -85,64 +88,6 @@ class Store(Database):
         async with self.read() as conn:
             row = (await conn.execute(select(t.accounts).where(t.accounts.c.username == username))).first()
         return Account(**row._mapping) if row else None
-
-    async def rotate_signing_key(self, account_id: int, signing_key: str, previous_until: float | None) -> None:
-        a = t.accounts
-        # ``previous_signing_key = signing_key`` reads the row as it was before this UPDATE (both backends).
-        previous = a.c.signing_key if previous_until is not None else None
-        async with self.write() as conn:
-            await conn.execute(update(a).where(a.c.id == account_id).values(
-                signing_key=signing_key, previous_signing_key=previous, previous_key_until=previous_until))
-
-    async def add_api_key(self, account_id: int, key_hash: str, prefix: str) -> ApiKey:
-        now = time.time()
-        async with self.write() as conn:
-            result = await conn.execute(
-                insert(t.api_keys)
-                .values(account_id=account_id, key_hash=key_hash, prefix=prefix, created_at=now)
-                .returning(t.api_keys.c.id)
-            )
-            key_id = result.scalar_one()
-        return ApiKey(id=key_id, account_id=account_id, prefix=prefix, created_at=now, last_used_at=None,
-                      revoked_at=None)
-
-    async def find_key(self, key_hash: str) -> tuple[Account, str] | None:
-        """The account owning an unrevoked key with this hash, and the stored hash (for a constant-time check)."""
-        if self.cache is not None:
-            return await self.cache.get(("find_key", key_hash), lambda: self._find_key(key_hash))
-        return await self._find_key(key_hash)
-
-    async def _find_key(self, key_hash: str) -> tuple[Account, str] | None:
-        query = (
-            select(t.accounts, t.api_keys.c.key_hash)
-            .join(t.api_keys, t.api_keys.c.account_id == t.accounts.c.id)
-            .where(t.api_keys.c.key_hash == key_hash, t.api_keys.c.revoked_at.is_(None))
-        )
-        async with self.read() as conn:
-            row = (await conn.execute(query)).first()
-        if row is None:
-            return None
-        data = dict(row._mapping)
-        stored = data.pop("key_hash")
-        return Account(**data), stored
-
-    async def list_api_keys(self, account_id: int) -> list[ApiKey]:
-        query = (
-            select(t.api_keys.c.id, t.api_keys.c.account_id, t.api_keys.c.prefix, t.api_keys.c.created_at,
-                   t.api_keys.c.last_used_at, t.api_keys.c.revoked_at)
-            .where(t.api_keys.c.account_id == account_id)
-            .order_by(t.api_keys.c.id)
-        )
-        async with self.read() as conn:
-            return [ApiKey(**row._mapping) for row in await conn.execute(query)]
-
-    async def revoke_api_key(self, prefix: str, account_id: int | None = None) -> int:
-        conditions = [t.api_keys.c.prefix == prefix, t.api_keys.c.revoked_at.is_(None)]
-        if account_id is not None:
-            conditions.append(t.api_keys.c.account_id == account_id)
-        async with self.write() as conn:
-            result = await conn.execute(update(t.api_keys).where(*conditions).values(revoked_at=time.time()))
-        return int(result.rowcount or 0)
 
     # ---------------------------------------------------------------- domains
     async def add_domain(self, account_id: int, name: str, secret: str) -> Domain:
@@ -278,8 +223,10 @@ class Store(Database):
                                        .values(position=position))
             if set_values is not None:
                 webhook_id, values = set_values
-                await conn.execute(update(t.webhooks).where(t.webhooks.c.id == webhook_id)
-                                   .values(**{"modified_at": time.time(), **values}))
+                changed = await conn.execute(update(t.webhooks).where(t.webhooks.c.id == webhook_id)
+                                             .values(**{"modified_at": time.time(), **values})
+                                             .returning(c.guid, c.event_type, c.url))
+                await audit.record_in(conn, account_id, AuditAction.WEBHOOK_CHANGED, webhook_target(*changed.one()))
             return await self._change_webhooks(conn, add, remove_ids, False)
 
     @staticmethod
@@ -289,12 +236,12 @@ class Store(Database):
         created: list[Webhook] = []
         if remove_ids:
             ids = list(remove_ids)
-            if hard_delete:
-                await conn.execute(delete(t.webhooks).where(t.webhooks.c.id.in_(ids)))
-            else:
-                await conn.execute(
-                    update(t.webhooks).where(t.webhooks.c.id.in_(ids)).values(deleted_at=now, modified_at=now)
-                )
+            w = t.webhooks.c
+            removal = (delete(t.webhooks).where(w.id.in_(ids)) if hard_delete else
+                       update(t.webhooks).where(w.id.in_(ids)).values(deleted_at=now, modified_at=now))
+            removed = await conn.execute(removal.returning(w.account_id, w.guid, w.event_type, w.url))
+            for row in removed.all():
+                await audit.record_in(conn, row.account_id, AuditAction.WEBHOOK_DELETED, webhook_target(*row[1:]))
         for new in add:
             values: dict[str, Any] = {
                 "guid": str(uuid.uuid4()),
@@ -311,6 +258,8 @@ class Store(Database):
             }
             result = await conn.execute(insert(t.webhooks).values(**values).returning(t.webhooks.c.id))
             created.append(Webhook(id=result.scalar_one(), **values))
+            await audit.record_in(conn, new.account_id, AuditAction.WEBHOOK_CREATED,
+                                  webhook_target(values["guid"], new.event_type, new.url))
         return created
 
     async def update_webhook(self, webhook_id: int, **values: Any) -> Webhook:
@@ -318,4 +267,6 @@ class Store(Database):
         async with self.write() as conn:
             await conn.execute(update(t.webhooks).where(t.webhooks.c.id == webhook_id).values(**values))
             row = (await conn.execute(select(t.webhooks).where(t.webhooks.c.id == webhook_id))).one()
+            await audit.record_in(conn, row.account_id, AuditAction.WEBHOOK_CHANGED,
+                                  webhook_target(row.guid, row.event_type, row.url))
         return webhook_from_row(row)

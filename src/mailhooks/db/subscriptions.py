@@ -9,9 +9,12 @@ from typing import Any
 
 from sqlalchemy import Select, select, update
 
+from mailhooks.core.audit import AuditAction
 from mailhooks.core.models import Webhook
 from mailhooks.core.subscriptions import SubscriptionSettings, settings_to_columns
+from mailhooks.db import audit
 from mailhooks.db import schema as t
+from mailhooks.db.audit import webhook_target
 from mailhooks.db.database import Database
 from mailhooks.db.store import webhook_from_mapping, webhook_from_row
 
@@ -67,5 +70,7 @@ async def change_settings(db: Database, account_id: int, guid: str,
         settings = change(webhook_from_row(row).settings)
         await conn.execute(update(t.webhooks).where(c.id == row.id)
                            .values(modified_at=time.time(), **settings_to_columns(settings)))
+        await audit.record_in(conn, account_id, AuditAction.WEBHOOK_CHANGED,
+                              webhook_target(row.guid, row.event_type, row.url) + " settings")
         found = (await conn.execute(_query().where(c.id == row.id))).one()
     return _listed(found)

@@ -76,6 +76,10 @@ class DialectErrors(ABC):
     def unauthorized(self) -> Response:
         return self.error(401, "Unauthorized")
 
+    def forbidden(self, message: str) -> Response:
+        """A valid key used beyond its scope (Mailgun answers a key lacking permission 403 ``{"message"}``)."""
+        return self.error(403, message)
+
     def rate_limited(self, retry_after: float, limit: int, remaining: int = 0) -> Response:
         seconds = max(1, math.ceil(retry_after))
         return self.too_many_requests(seconds, {"Retry-After": str(seconds), "X-RateLimit-Limit": str(limit),

@@ -17,6 +17,7 @@ def responses(ok_schema: str, ok_code: int = 200, *extra: int) -> dict[int | str
     out: dict[int | str, dict[str, Any]] = {
         ok_code: {"description": "OK", **_ref(ok_schema)},
         401: {"description": "Unauthorized", **_ref("KirimError")},
+        403: {"description": "The API key's scope or domain does not allow this", **_ref("KirimError")},
         404: {"description": "Domain or webhook not found", **_ref("KirimError")},
         405: {"description": "Method not allowed", **_ref("KirimError")},
         413: {"description": "Body too large", **_ref("KirimError")},

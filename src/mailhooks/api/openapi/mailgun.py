@@ -35,7 +35,7 @@ _429 = {"description": "Rate limited", "content": {"application/json": {"schema"
 
 def responses(schema: str | None, *codes: int, ok_code: int = 200) -> dict[int | str, dict[str, Any]]:
     """A route's responses: ``schema`` (or no content) on ``ok_code``, Mailgun's ``{"message"}`` on ``codes``."""
-    out: dict[int | str, dict[str, Any]] = {401: _401, 429: _429, 413: _ERR, 405: _ERR}
+    out: dict[int | str, dict[str, Any]] = {401: _401, 403: _ERR, 429: _429, 413: _ERR, 405: _ERR}  # 403: scope
     if schema is None:
         out[ok_code] = {"description": "No content"}
     else:

@@ -23,6 +23,7 @@ SCHEMAS: dict[str, Any] = {
 
 
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: openapi_json("NativeError", "Unauthorized"),
+                                               403: openapi_json("NativeError", "Beyond the API key's scope"),
                                                429: openapi_json("NativeError", "Too many requests")}
 
 NULLABLE_INT = {"type": ["integer", "null"]}

@@ -21,7 +21,8 @@ from mailhooks.api.ui.session import (
     remember_login_nonce,
 )
 from mailhooks.api.ui.site import PREFIX, SECURITY_HEADERS, is_ui_path
-from mailhooks.core.accounts import authenticate
+from mailhooks.core.accounts import authenticate_key
+from mailhooks.core.scopes import Scope
 
 log = structlog.get_logger(__name__)
 
@@ -55,10 +56,15 @@ async def login(request: Request, store: deps.StoreDep, sessions: deps.SessionsD
     next_url = _safe_next(form_text(form, "next"))
     key = form_text(form, "api_key")
     await deps.refuse_throttled_address(request)
-    account = await authenticate(store, key)
-    if account is None:
+    found = await authenticate_key(store, key)
+    if found is None:
         await deps.count_failed_sign_in(request)
         return _login_page(request, next_url, status=401, error="That API key is not valid (or it was revoked).")
+    account, grant = found
+    if grant.scope is not Scope.ADMIN:
+        # The dashboard changes everything an account has (keys, the signing key): admin keys only.
+        return _login_page(request, next_url, status=403,
+                           error=f"That API key's scope is '{grant.scope}': only admin keys can sign in here.")
     done = RedirectResponse(next_url, status_code=303, headers=SECURITY_HEADERS)
     await open_session(request, done, sessions, account, key)
     log.info("ui_sign_in", account=account.guid)

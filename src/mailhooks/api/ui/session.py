@@ -26,6 +26,7 @@ from mailhooks.api.auth import RateLimited
 from mailhooks.api.ui import deps, signing
 from mailhooks.api.ui.site import delete_cookie, set_cookie
 from mailhooks.core.accounts import KEY_PREFIX_LENGTH, hash_key
+from mailhooks.core.audit import acting_as, dashboard_actor
 from mailhooks.core.models import Account
 from mailhooks.db.sessions import UiSessions
 
@@ -71,6 +72,7 @@ async def current_session(request: Request, store: deps.StoreDep, sessions: deps
     verdict = await limiter.hit(account.guid)
     if not verdict.allowed:
         raise RateLimited(verdict.retry_after, verdict.limit, verdict.remaining)
+    acting_as(dashboard_actor(account.username))  # the audit log names the dashboard user of each change
     csrf = signing.mac(secret, "csrf", value["n"].encode())
     return Session(account, csrf, str(value.get("p", "")), value["s"])
 

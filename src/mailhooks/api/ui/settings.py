@@ -17,7 +17,8 @@ from mailhooks.api.ui.rendering import redirect, render
 from mailhooks.api.ui.session import PostedForm, Session, SignedIn
 from mailhooks.api.ui.site import PREFIX
 from mailhooks.core.accounts import create_api_key, rotate_signing_key, whsec
-from mailhooks.core.errors import NotFound
+from mailhooks.core.errors import NotFound, ValidationFailed
+from mailhooks.core.scopes import Scope, parse_scope
 from mailhooks.db.dashboard import Dashboard
 from mailhooks.db.store import Store
 
@@ -36,7 +37,8 @@ async def _settings(request: Request, session: Session, store: Store, dash: Dash
     previous_until = until if account.previous_signing_key and until and until > time.time() else None
     return render(request, "settings.html", status=status, session=session, nav="settings", keys=keys,
                   pager=pager(page, total), masked=masked(account.signing_key), previous_until=previous_until,
-                  current_prefix=session.key_prefix, **extra)
+                  current_prefix=session.key_prefix, scopes=list(Scope),
+                  domains=await store.list_domains(account.id), **extra)
 
 
 @router.get("/settings")
@@ -66,7 +68,10 @@ async def rotate(request: Request, posted: PostedForm, store: deps.StoreDep) -> 
 @router.post("/settings/keys")
 async def new_api_key(request: Request, posted: PostedForm, store: deps.StoreDep,
                       dash: deps.DashboardDep) -> Response:
-    key = await create_api_key(store, posted.account)
+    scope = parse_scope(posted.text("scope") or Scope.ADMIN)
+    if scope is None:
+        raise ValidationFailed.field("scope", f"Choose a scope: {', '.join(Scope)}.")
+    key = await create_api_key(store, posted.account, scope, posted.text("domain") or None)
     return await _settings(request, posted.session, store, dash, new_key=key)
 
 
