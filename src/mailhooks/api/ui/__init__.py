@@ -42,8 +42,7 @@ from mailhooks.core.scopes import Need
 
 __all__ = ["PREFIX", "html_error", "install", "is_ui_path", "render"]
 
-PAGES = (login, overview, domains, account_webhooks, deliveries, delivery, settings, subscription_settings)
-PAGES = (login, overview, domains, account_webhooks, deliveries, delivery, settings, audit)
+PAGES = (login, overview, domains, account_webhooks, deliveries, delivery, settings, subscription_settings, audit)
 
 
 def install(app: FastAPI) -> None:
