@@ -129,7 +129,10 @@ def check_fifo(servers: Servers, receiver: Receiver, events: int) -> None:
 
     receiver.wait_for("/fifo", events + 2, timeout=60)
     time.sleep(0.5)
-    order = [event for event, _ in arrivals(receiver, "/fifo")]
+    got = arrivals(receiver, "/fifo")
+    order = [event for event, _ in got]
+    gaps = [b - a for (_, a), (_, b) in zip(got[2:], got[3:], strict=False)]
+    print(f"\nfifo: {events} events, {sum(gaps) / len(gaps):.3f} s apart on average, at most {max(gaps):.3f} s")
     assert order[:3] == [ids[0]] * 3, f"the failing first event did not hold the others back: {order[:5]}"
     assert order == [ids[0]] * 2 + ids, "the events did not arrive one by one in event order"
     assert receiver.peak_in_flight["/fifo"] == 1

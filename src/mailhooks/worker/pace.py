@@ -29,8 +29,8 @@ log = structlog.get_logger(__name__)
 
 SWEEP_EVERY = 5.0
 START_NOW = 0.005  # a start this close is not worth a timer
-WRITE_WAIT = 0.005  # the FIFO follow-up's first wait for the writer to save the head's result
-FOLLOW_UP_FOR = 2.0  # then it waits twice as long each time, until this
+WRITE_WAIT = 0.002  # how often the FIFO follow-up looks whether the writer has saved the head's result
+FOLLOW_UP_FOR = 2.0  # how long it keeps trying before leaving it to the sweep
 
 
 def horizon(settings: Settings) -> float:
@@ -53,7 +53,7 @@ class Pacer:
         self.writer = writer
         self._start = start
         self._waiting: dict[int, tuple[asyncio.TimerHandle, Claimed]] = {}  # admitted for a later start
-        self._to_advance: set[int] = set()  # FIFO webhooks whose job was just sent
+        self._to_advance: dict[int, int] = {}  # FIFO webhook -> its delivery just sent
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -83,7 +83,7 @@ class Pacer:
         """The attempt, then (FIFO) the follow-up that lets the subscription's next delivery go."""
         await self._send(job, prepared)
         if job.settings.ordering == Ordering.FIFO:
-            self._to_advance.add(job.webhook_id)
+            self._to_advance[job.webhook_id] = job.id
             self._wake.set()
 
     async def stop(self) -> None:
@@ -120,16 +120,27 @@ class Pacer:
 
     async def _advance(self) -> None:
         """Once the writer has saved what was sent (the head is finished or waits for its retry), the
-        next deliveries of those FIFO subscriptions are un-parked. A result not saved yet shows as a row
-        still in flight: those subscriptions are tried again a little later (then left to the sweep)."""
-        webhooks, self._to_advance = self._to_advance, set()
-        delay = WRITE_WAIT
+        next deliveries of those FIFO subscriptions are un-parked. One still in flight (another worker's,
+        or a result the writer holds back) is tried again a little later, then left to the sweep."""
+        sent, self._to_advance = self._to_advance, {}
+        deadline = time.monotonic() + FOLLOW_UP_FOR
+        ids = set(sent.values())
+        for _ in range(int(FOLLOW_UP_FOR / WRITE_WAIT)):  # polled: the writer has no per-row signal
+            if not self._unsaved(ids) or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(WRITE_WAIT)
+        webhooks = set(sent)
+        delay = 4 * WRITE_WAIT
         while webhooks:
-            await asyncio.sleep(delay)
             busy = await self.gate.advance(webhooks)
             if len(busy) < len(webhooks):
                 self._wake_claims()
             webhooks = busy
-            delay *= 2
-            if delay > FOLLOW_UP_FOR:
+            if not webhooks or time.monotonic() + delay > deadline:
                 return
+            await asyncio.sleep(delay)
+            delay *= 2
+
+    def _unsaved(self, delivery_ids: set[int]) -> bool:
+        writer = self.writer
+        return bool(writer.saving or writer.releases) or any(o.delivery_id in delivery_ids for o in writer.outcomes)
