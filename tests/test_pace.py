@@ -12,6 +12,7 @@ native API sets them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -19,7 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from mailhooks.db import schema
+from mailhooks.db.store import Store
 from tests.support import Provisioner, Receiver, ServerProcess, Tenant, set_subscription_settings
 
 ENV = {
@@ -96,15 +100,33 @@ def busiest_second(times: list[float]) -> int:
     return max(sum(1 for u in times[i:] if u < t + 1.0) for i, t in enumerate(times))
 
 
+def waiting_due_times(db_url: str, webhook_guid: str) -> list[float]:
+    """The due times of the subscription's deliveries still waiting (pending), in delivery order."""
+    async def read() -> list[float]:
+        store = Store(db_url)
+        try:
+            async with store.read() as conn:
+                rows = await conn.execute(
+                    select(d.c.next_attempt_at).join(w, w.c.id == d.c.webhook_id)
+                    .where(w.c.guid == webhook_guid, d.c.status == "pending").order_by(d.c.id))
+                return [row[0] for row in rows]
+        finally:
+            await store.close()
+
+    d, w = schema.deliveries, schema.webhooks
+    return asyncio.run(read())
+
+
 def check_rate_limit(servers: Servers, receiver: Receiver) -> None:
     tenant = Provisioner(servers.db_url).tenant()
-    subscribe(servers, tenant, "opened", receiver.url("/paced"), rate_limit_per_second=RATE)
+    paced_guid = subscribe(servers, tenant, "opened", receiver.url("/paced"), rate_limit_per_second=RATE)
     subscribe(servers, tenant, "delivered", receiver.url("/free"))
     # the paced subscription's backlog first, at the head of the queue: it must not hold up the other one
     paced_ids = ingest(servers, tenant, "opened", PACED, "paced")
     free_ids = ingest(servers, tenant, "delivered", FREE, "free")
 
     receiver.wait_for("/free", FREE, timeout=30)
+    waiting = waiting_due_times(servers.db_url, paced_guid)
     receiver.wait_for("/paced", PACED, timeout=30)
     time.sleep(0.3)
     paced = arrivals(receiver, "/paced")
@@ -118,6 +140,9 @@ def check_rate_limit(servers: Servers, receiver: Receiver) -> None:
     assert spread >= 3.5, f"{PACED} deliveries at {RATE}/s came within {spread:.2f} s"
     assert busiest_second(paced_times) <= RATE + 1  # one of slack for the arrival jitter
     assert free_done < max(paced_times) - 1.5, "the unlimited subscription was held up by the paced one"
+    # the paced backlog waited with start times of its own, 1/rate apart, not due to be claimed over again
+    assert len(waiting) >= PACED // 2, waiting
+    assert all(b - a >= 1 / RATE - 0.01 for a, b in zip(waiting, waiting[1:], strict=False)), waiting
 
 
 def check_fifo(servers: Servers, receiver: Receiver, events: int) -> None:

@@ -20,7 +20,7 @@ import structlog
 from mailhooks.config import Settings
 from mailhooks.core.deliveries import Claimed
 from mailhooks.core.payloads import PreparedEvent
-from mailhooks.core.subscriptions import Ordering
+from mailhooks.core.subscriptions import DEFAULT_SETTINGS, Ordering
 from mailhooks.db.queue.pace import PaceGate, needs_pace
 from mailhooks.db.store import Store
 from mailhooks.worker.writer import ResultWriter
@@ -37,6 +37,11 @@ def horizon(settings: Settings) -> float:
     """How far ahead a rate-limited job may be admitted: rows spread 1/r apart come due between two
     polls, so the horizon covers a poll interval (with room), and stays well inside the lease."""
     return min(max(1.0, 2 * settings.poll_interval), settings.lease_seconds / 4)
+
+
+def _paced(job: Claimed) -> bool:
+    """A job for the gate (one of a deleted or disabled subscription is finished unsent at once)."""
+    return needs_pace(job.settings) and not job.webhook_deleted and job.webhook_disabled_reason is None
 
 
 class Pacer:
@@ -63,12 +68,10 @@ class Pacer:
     async def admit(self, batch: list[Claimed]) -> list[Claimed]:
         """The jobs of ``batch`` to start now; paced jobs admitted for later wait on a timer, and the
         refused ones are back in the queue."""
-        paced = [job for job in batch if needs_pace(job.settings) and not job.webhook_deleted
-                 and job.webhook_disabled_reason is None]
+        paced = [job for job in batch if job.settings is not DEFAULT_SETTINGS and _paced(job)]
         if not paced:
-            return batch
-        now_jobs = [job for job in batch if not (needs_pace(job.settings) and not job.webhook_deleted
-                                                 and job.webhook_disabled_reason is None)]
+            return batch  # the common case: one identity test per job
+        now_jobs = [job for job in batch if job.settings is DEFAULT_SETTINGS or not _paced(job)]
         loop = asyncio.get_running_loop()
         for admitted in await self.gate.admit(self.owner, paced, self.horizon):
             delay = admitted.start_at - time.time()
