@@ -47,20 +47,23 @@ _HAND_BACK = text(
 _SPREAD = text(
     "UPDATE deliveries SET next_attempt_at = CAST(:base AS DOUBLE PRECISION) + (s.n - 1) * "
     "CAST(:step AS DOUBLE PRECISION) FROM (SELECT id, row_number() OVER "
-    f"(ORDER BY id) AS n FROM deliveries WHERE webhook_id = :w AND status = {_PENDING} "
+    f"(ORDER BY id) AS n FROM deliveries WHERE webhook_id = :w AND {t.IN_QUEUE_SQL} AND status = {_PENDING} "
     "AND next_attempt_at <= :now) AS s WHERE deliveries.id = s.id"
 )
 _HEAD = text(f"SELECT id, next_attempt_at FROM deliveries WHERE webhook_id = :w AND {t.IN_QUEUE_SQL} "
              "ORDER BY id LIMIT 1")
-_IN_FLIGHT = text(f"SELECT id FROM deliveries WHERE webhook_id = :w AND status = {_DELIVERING}")
-_PARK_DUE = text(f"UPDATE deliveries SET next_attempt_at = NULL WHERE webhook_id = :w AND status = {_PENDING} "
+_IN_FLIGHT = text(f"SELECT id FROM deliveries WHERE webhook_id = :w AND {t.IN_QUEUE_SQL} "
+                  f"AND status = {_DELIVERING}")
+_PARK_DUE = text(f"UPDATE deliveries SET next_attempt_at = NULL WHERE webhook_id = :w AND {t.IN_QUEUE_SQL} "
+                 f"AND status = {_PENDING} "
                  "AND next_attempt_at <= :now AND id <> :head")
 _UNPARK = text(f"UPDATE deliveries SET next_attempt_at = :now WHERE id = :id AND status = {_PENDING} "
                "AND next_attempt_at IS NULL")
 _FIFO_WEBHOOKS = text(f"SELECT id FROM webhooks WHERE ordering = '{Ordering.FIFO}'")
 # Parked rows whose subscription is no longer FIFO (or is deleted or disabled): due now, in one go.
 _UNPARK_ORPHANS = text(
-    f"UPDATE deliveries SET next_attempt_at = :now WHERE status = {_PENDING} AND next_attempt_at IS NULL "
+    f"UPDATE deliveries SET next_attempt_at = :now WHERE {t.IN_QUEUE_SQL} AND status = {_PENDING} "
+    "AND next_attempt_at IS NULL "
     f"AND webhook_id IN (SELECT id FROM webhooks WHERE ordering <> '{Ordering.FIFO}' "
     "OR deleted_at IS NOT NULL OR disabled_at IS NOT NULL)"
 )
