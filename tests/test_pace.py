@@ -150,10 +150,17 @@ def check_fifo(servers: Servers, receiver: Receiver, events: int) -> None:
     receiver.script("/fifo", [500, 500, 200])  # the first event fails twice, then is accepted
     receiver.slow("/fifo", 0.02)  # long enough for a second delivery to overlap if one were sent
     subscribe(servers, tenant, "delivered", receiver.url("/fifo"), ordering="fifo")
+    # a second FIFO subscription whose first event fails for good (5 attempts): then the others go
+    attempts = len(ENV["MAILHOOKS_RETRY_SCHEDULE"].split(",")) + 1
+    receiver.script("/fifo-dead", [500] * attempts + [200])
+    subscribe(servers, tenant, "delivered", receiver.url("/fifo-dead"), ordering="fifo")
     ids = ingest(servers, tenant, "delivered", events, "fifo")
 
     receiver.wait_for("/fifo", events + 2, timeout=60)
+    receiver.wait_for("/fifo-dead", events - 1 + attempts, timeout=60)
     time.sleep(0.5)
+    dead_order = [event for event, _ in arrivals(receiver, "/fifo-dead")]
+    assert dead_order == [ids[0]] * attempts + ids[1:], "a head failed for good did not let the rest go in order"
     got = arrivals(receiver, "/fifo")
     order = [event for event, _ in got]
     gaps = [b - a for (_, a), (_, b) in zip(got[2:], got[3:], strict=False)]
