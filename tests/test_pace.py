@@ -194,3 +194,18 @@ def test_fifo_in_event_order_behind_a_failing_first_event(empty_db: str, tmp_pat
 def test_fifo_holds_with_two_workers(empty_db: str, tmp_path: Path, receiver: Receiver) -> None:
     with Servers(empty_db, tmp_path, workers=2) as servers:
         check_fifo(servers, receiver, events=30)
+
+
+@pytest.mark.parametrize("empty_db", ["sqlite", "postgresql"], indirect=True)
+def test_fifo_turned_off_releases_the_parked_deliveries(empty_db: str, tmp_path: Path, receiver: Receiver) -> None:
+    with Servers(empty_db, tmp_path, workers=0) as servers:
+        tenant = Provisioner(servers.db_url).tenant()
+        receiver.slow("/was-fifo", 1.5)
+        guid = subscribe(servers, tenant, "delivered", receiver.url("/was-fifo"), ordering="fifo")
+        ids = ingest(servers, tenant, "delivered", 6, "off")
+        receiver.wait_for("/was-fifo", 1)
+        set_subscription_settings(servers.db_url, guid, ordering="none")
+        # the parked ones are released by the next sweep (every 5 s) and then go out side by side
+        receiver.wait_for("/was-fifo", len(ids), timeout=15)
+        assert sorted(event for event, _ in arrivals(receiver, "/was-fifo")) == sorted(ids)
+        assert receiver.peak_in_flight["/was-fifo"] > 1
