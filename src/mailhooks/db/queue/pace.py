@@ -94,7 +94,7 @@ class PaceGate:
         admitted: list[Admitted] = []
         now = time.time()
         async with self.db.write() as conn:
-            for webhook_id, its_jobs in by_webhook.items():
+            for webhook_id, its_jobs in sorted(by_webhook.items()):  # one lock order: no deadlock between workers
                 admitted += await self._admit(conn, owner, webhook_id, its_jobs, now, horizon)
         return admitted
 
