@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,26 @@ class Provisioner:
         return asyncio.run(work())
 
 
+def set_subscription_settings(db_url: str, webhook_guid: str, **columns: object) -> None:
+    """Set a subscription's settings columns (``rate_limit_per_second``, ``ordering``, …) straight in the
+    ``webhooks`` table: a stand-in until the native API's ``PATCH /v1/subscriptions/{guid}`` sets them."""
+    from sqlalchemy import update
+
+    from mailhooks.db import schema
+
+    async def work() -> None:
+        store = Store(db_url)
+        try:
+            async with store.write() as conn:
+                result = await conn.execute(update(schema.webhooks).where(schema.webhooks.c.guid == webhook_guid)
+                                            .values(**columns))
+                assert result.rowcount == 1, webhook_guid
+        finally:
+            await store.close()
+
+    asyncio.run(work())
+
+
 class ServerProcess:
     """``mailhooks <command>`` as a real subprocess on 127.0.0.1."""
 
@@ -187,7 +208,9 @@ class Receiver(ServerThread):
     """An aiohttp server on 127.0.0.1 in a background thread, recording every POST.
 
     ``script(path, [500, 500, 200])`` answers those statuses in turn (then the last one forever);
-    ``hang(path)`` never answers (until the test ends). Other paths answer 200.
+    ``hang(path)`` never answers (until the test ends); ``slow(path, seconds)`` answers after that long,
+    and ``peak_in_flight[path]`` is the most requests to ``path`` it ever held at once. Other paths
+    answer 200.
     """
 
     def __init__(self) -> None:
@@ -197,6 +220,9 @@ class Receiver(ServerThread):
         self.requests: list[Received] = []
         self.scripts: dict[str, list[int]] = {}
         self.hanging: set[str] = set()
+        self.delays: dict[str, float] = {}
+        self.in_flight: Counter[str] = Counter()
+        self.peak_in_flight: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def url(self, path: str = "/hook") -> str:
@@ -207,6 +233,9 @@ class Receiver(ServerThread):
 
     def hang(self, path: str) -> None:
         self.hanging.add(path)
+
+    def slow(self, path: str, seconds: float) -> None:
+        self.delays[path] = seconds
 
     def on(self, path: str) -> list[Received]:
         with self._lock:
@@ -236,8 +265,16 @@ class Receiver(ServerThread):
                 status = 200
                 if script:
                     status = script.pop(0) if len(script) > 1 else script[0]
-            if request.path in self.hanging:
-                await asyncio.sleep(3600)
+                self.in_flight[request.path] += 1
+                self.peak_in_flight[request.path] = max(self.peak_in_flight[request.path],
+                                                        self.in_flight[request.path])
+            try:
+                if request.path in self.hanging:
+                    await asyncio.sleep(3600)
+                await asyncio.sleep(self.delays.get(request.path, 0))
+            finally:
+                with self._lock:
+                    self.in_flight[request.path] -= 1
             return web.Response(status=status, text='{"success": true}', content_type="application/json")
 
         app = web.Application()

@@ -220,3 +220,16 @@ audit_log = Table(
     Column("target", Text, nullable=False),
     Index("ix_audit_log_account", "account_id", "id"),  # pages newest first by id
 )
+
+# The pace of a subscription with a rate limit or FIFO ordering (worker.pace, db.queue.pace); rows exist
+# only for such subscriptions, so the claim of every other delivery never reads this table.
+# ``next_start_at``: the earliest time the next delivery may start (advanced by 1/rate per start, under
+# this row's lock, so several workers share one rate). ``backlog_until``: the end of the times already
+# given to the subscription's waiting rows, so that newly due rows queue up behind them.
+webhook_pace = Table(
+    "webhook_pace",
+    metadata,
+    Column("webhook_id", PK, ForeignKey("webhooks.id", ondelete="CASCADE"), primary_key=True),
+    Column("next_start_at", Float, nullable=False),
+    Column("backlog_until", Float, nullable=False),
+)

@@ -11,6 +11,7 @@
    (looking at a bounded head of the queue, and at all of it at most every ``FULL_SCAN_EVERY`` seconds).
 3. **Send** (``worker.attempts``): the lease check, the signed POST, and the send result made an
    ``Outcome`` by the pure rules of ``core.outcomes``.
+   Before that, jobs of a subscription with a rate limit or FIFO ordering pass ``worker.pace``.
 4. **Write** (``worker.writer``): outcomes and hand-backs written in one transaction per batch, with
    bad rows isolated and back-pressure on the claims; ``worker.retention`` deletes old rows beside it.
 
@@ -41,6 +42,7 @@ from mailhooks.db.store import Store
 from mailhooks.worker.attempts import Attempts
 from mailhooks.worker.health import LoopHealth
 from mailhooks.worker.lanes import Job, Lanes
+from mailhooks.worker.pace import Pacer
 from mailhooks.worker.retention import Retention
 from mailhooks.worker.wakeups import Wakeups
 from mailhooks.worker.writer import ResultWriter
@@ -70,31 +72,38 @@ class Dispatcher:
         self.wakeups = Wakeups(store)
         self.writer = ResultWriter(self.queue, self.owner, settings, self.health, self.wakeups.event.set)
         self.attempts = Attempts(settings, policy, self.writer, store)
+        self.pacer = Pacer(store, self.owner, settings, self.writer, self._start, self.attempts.send,
+                           self.wakeups.event.set)
         capacity, _, claim_at = _budget(settings)
         self.lanes = Lanes(max(1, settings.per_url_concurrency), capacity - claim_at,
-                           self.attempts.send, self.writer.release, self.wakeups.event.set)
+                           self.pacer.send, self.writer.release, self.wakeups.event.set)
         self.retention = Retention(self.queue, settings.retention_days)
-        self.stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._next_full_scan = 0.0
+
+    @property
+    def stopping(self) -> bool:
+        return self.attempts.stopping  # one flag: the attempts hand back every job not sent once set
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self.attempts.start()
         await self.wakeups.keep_listening()
         self.writer.start()
+        self.pacer.start()
         self._loop_task = asyncio.create_task(self._claim_loop(), name="mailhooks-dispatcher")
         capacity, batch_size, _ = _budget(self.settings)
         log.info("dispatcher_started", owner=self.owner, capacity=capacity, batch=batch_size)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming, let in-flight sends finish for ``grace`` seconds, release the rest, flush."""
-        self.stopping = self.attempts.stopping = True
+        self.attempts.stopping = True
         self.retention.stop()
         self.wakeups.wake()
         if self._loop_task is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(self._loop_task, 35)
+        await self.pacer.stop()
         await self.lanes.stop(grace if grace is not None else min(self.settings.delivery_timeout, 10.0) + 1)
         await self.retention.join()
         await self.writer.stop()
@@ -129,12 +138,13 @@ class Dispatcher:
                 limit = min(batch_size, room)
                 try:
                     batch = await self._claim(limit, batch_size)
+                    ready = await self.pacer.admit(batch) if batch else batch
                     self.health.database_ok()
-                except Exception as exc:
+                except Exception as exc:  # a paced batch left unadmitted: its leases run out, it is re-claimed
                     await self.wakeups.wait(self.health.database_error("claim", exc))
                     continue
-                if batch:
-                    self._start(batch)
+                if ready:
+                    self._start(ready)
                 full = len(batch) == limit
             await self.wakeups.keep_listening()
             self.retention.maybe_start()
