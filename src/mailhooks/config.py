@@ -52,6 +52,9 @@ class Settings:
     disable_after_seconds: float = 5 * 24 * 3600.0
     header_timeout: float = 10.0  # seconds for a request head to arrive whole (slowloris)
     session_secret: str | None = None  # signs /ui cookies; unset: random per process (sessions end with it)
+    smtp_url: str | None = None  # smtp://[user:password@]host[:port] or smtps://…; unset: no email alerts
+    alert_from: str = "mailhooks@localhost"
+    alert_interval: float = 3600.0  # at most one alert email per subscription this often; the rest in a digest
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -79,4 +82,7 @@ class Settings:
             disable_after_seconds=float(get("MAILHOOKS_DISABLE_AFTER_SECONDS") or 5 * 24 * 3600.0),
             header_timeout=float(get("MAILHOOKS_HEADER_TIMEOUT") or 10.0),
             session_secret=get("MAILHOOKS_SESSION_SECRET") or None,
+            smtp_url=get("MAILHOOKS_SMTP_URL") or None,
+            alert_from=get("MAILHOOKS_ALERT_FROM") or cls.alert_from,
+            alert_interval=float(get("MAILHOOKS_ALERT_INTERVAL") or 3600.0),
         )

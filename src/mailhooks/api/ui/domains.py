@@ -20,7 +20,7 @@ from mailhooks.core.event_types import CANONICAL
 from mailhooks.core.models import Domain
 from mailhooks.core.payloads import PayloadFormat
 
-PAYLOAD_FORMATS = tuple(PayloadFormat)
+PAYLOAD_FORMATS = (PayloadFormat.MAILGUN, PayloadFormat.KIRIM)  # operational ones have their own API
 
 router = APIRouter()
 
