@@ -23,7 +23,7 @@ from mailhooks.sending.mail import SmtpServer, send_mail
 
 log = structlog.get_logger(__name__)
 
-MAIL_RETRY_SECONDS = 60.0  # a claimed alert whose email failed is tried again after this
+MAIL_RETRY_SECONDS = 60.0  # a claimed alert whose email failed is tried again after this (or the interval)
 PURGE_EVERY = 3600.0
 
 
@@ -37,6 +37,7 @@ class OperationalRelay:
         self._task: asyncio.Task[None] | None = None
         self._mailing: asyncio.Task[None] | None = None
         self._next_purge = time.monotonic() + 60
+        self.retry_after = min(MAIL_RETRY_SECONDS, settings.alert_interval)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="mailhooks-operational")
@@ -65,7 +66,7 @@ class OperationalRelay:
 
     async def _mail(self, smtp: SmtpServer) -> None:
         try:
-            alerts = await self.outbox.claim_alerts(self.settings.alert_interval, MAIL_RETRY_SECONDS)
+            alerts = await self.outbox.claim_alerts(self.settings.alert_interval, self.retry_after)
         except Exception as exc:
             log.warning("alert_claim_failed", error=repr(exc)[:300])
             return
@@ -77,7 +78,7 @@ class OperationalRelay:
         try:
             await send_mail(smtp, self.settings.alert_from, alert.address, subject, body)
         except Exception as exc:  # retried after MAIL_RETRY_SECONDS (the claim says so)
-            log.warning("alert_email_failed", events=len(alert.events), retry_in=MAIL_RETRY_SECONDS,
+            log.warning("alert_email_failed", events=len(alert.events), retry_in=self.retry_after,
                         error=repr(exc)[:300])
             return
         try:
