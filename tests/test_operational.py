@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import json
+import re
 import subprocess
 import threading
 import time
@@ -344,3 +345,22 @@ def test_cli_sets_the_alert_address(ops_server: ServerProcess, customer: Tenant,
     subprocess.run([MAILHOOKS, "accounts", "alerts", customer.username, "--clear"], env=env, check=True,
                    capture_output=True, timeout=60)
     assert httpx.get(f"{ops_server.base_url}/v1/alerts", headers=native(customer)).json() == {"email": None}
+
+
+def test_dashboard_settings_set_the_alert_address(ops_server: ServerProcess, customer: Tenant) -> None:
+    with httpx.Client(base_url=ops_server.base_url) as client:
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/login").text)
+        assert token is not None
+        signed_in = client.post("/ui/login", data={"csrf": token.group(1), "api_key": customer.api_key, "next": "/ui"})
+        assert signed_in.status_code == 303
+        page = client.get("/ui/settings")
+        assert page.status_code == 200 and 'id="alerts"' in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        saved = client.post("/ui/settings/alerts", data={"csrf": csrf.group(1), "email": "ui@example.org"})
+        assert saved.status_code == 303
+        assert 'value="ui@example.org"' in client.get("/ui/settings").text
+        refused = client.post("/ui/settings/alerts", data={"csrf": csrf.group(1), "email": "not an address"},
+                              follow_redirects=True)
+        assert refused.status_code == 200 and "valid email" in refused.text
+    assert httpx.get(f"{ops_server.base_url}/v1/alerts", headers=native(customer)).json() == {"email": "ui@example.org"}

@@ -117,14 +117,14 @@ def mail_due_at(last_sent_at: float | None, interval: float) -> float:
 
 
 # A plain address: no spaces, no CR/LF (it becomes a header), one @, a dot in the domain.
-_EMAIL = re.compile(r"^[^\s@<>\"(),;:]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.[A-Za-z0-9-]{2,63}$")
+_EMAIL = re.compile(r"[^\s@<>\"(),;:]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.[A-Za-z0-9-]{2,63}")
 
 
 def check_alert_email(value: object) -> str | None:
     """The alert address as stored (``None`` clears it), or a 422 on ``email``."""
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.match(value):
+    if not isinstance(value, str) or len(value) > 254 or not _EMAIL.fullmatch(value):
         raise ValidationFailed.field("email", "The email must be a valid email address.")
     return value
 

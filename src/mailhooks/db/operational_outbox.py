@@ -55,6 +55,17 @@ class OperationalOutbox:
     def _lock(self, query: Any) -> Any:
         return query.with_for_update(skip_locked=True, of=oe) if self.db.postgres else query
 
+    async def has_work(self, now: float) -> bool:
+        """Whether anything waits for a fan-out, or an email is due: one read on an index, so that an idle
+        relay never takes the write lock (SQLite has one writer, shared with the result writes)."""
+        async with self.db.read() as conn:
+            if (await conn.execute(select(oe.c.id).where(oe.c.fanned_out_at.is_(None)).limit(1))).first():
+                return True
+            if not self.email_enabled:
+                return False
+            return (await conn.execute(select(oe.c.id).where(oe.c.email_status == EmailStatus.PENDING.value,
+                                                             oe.c.email_due_at <= now).limit(1))).first() is not None
+
     # ------------------------------------------------------------------ fan-out
     async def fan_out(self, limit: int = FAN_OUT_BATCH) -> int:
         """Turn up to ``limit`` new operational events into deliveries; returns how many are due to send."""

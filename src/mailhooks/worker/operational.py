@@ -52,17 +52,22 @@ class OperationalRelay:
     async def _run(self) -> None:
         while True:
             try:
-                if await self.outbox.fan_out():
-                    self.wake_dispatcher()
-                if self.smtp is not None and (self._mailing is None or self._mailing.done()):
-                    # Apart, so that a slow SMTP server does not hold up the fan-out to webhooks.
-                    self._mailing = asyncio.create_task(self._mail(self.smtp), name="mailhooks-alerts")
-                if time.monotonic() >= self._next_purge:
-                    self._next_purge = time.monotonic() + PURGE_EVERY
-                    await self.outbox.purge(time.time() - self.settings.retention_days * 86400)
+                await self._step()
             except Exception as exc:
                 log.warning("operational_relay_failed", error=repr(exc)[:300])
             await asyncio.sleep(self.interval)
+
+    async def _step(self) -> None:
+        if time.monotonic() >= self._next_purge:
+            self._next_purge = time.monotonic() + PURGE_EVERY
+            await self.outbox.purge(time.time() - self.settings.retention_days * 86400)
+        if not await self.outbox.has_work(time.time()):
+            return
+        if await self.outbox.fan_out():
+            self.wake_dispatcher()
+        if self.smtp is not None and (self._mailing is None or self._mailing.done()):
+            # Apart, so that a slow SMTP server does not hold up the fan-out to webhooks.
+            self._mailing = asyncio.create_task(self._mail(self.smtp), name="mailhooks-alerts")
 
     async def _mail(self, smtp: SmtpServer) -> None:
         try:

@@ -29,7 +29,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/OperationalWebhook"}}},
     },
     "Alerts": {"type": "object", "required": ["email"],
-               "properties": {"email": {"type": ["string", "null"], "maxLength": 254,
+               "properties": {"email": {"anyOf": [{"type": "string", "maxLength": 254}, {"type": "null"}],
                                         "description": "where operational events are mailed; null: nowhere"}}},
 }
 

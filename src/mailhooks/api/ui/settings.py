@@ -1,5 +1,5 @@
-"""Keys (``/ui/settings``): the signing key (masked, revealed on request, rotated) and the account's API
-keys (created, revoked)."""
+"""Keys (``/ui/settings``): the signing key (masked, revealed on request, rotated), the account's API
+keys (created, revoked) and the address its alerts are mailed to."""
 
 from __future__ import annotations
 
@@ -9,15 +9,19 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mailhooks.api.dialects import Dialect
 from mailhooks.api.ui import deps
+from mailhooks.api.ui.errors import form_error
 from mailhooks.api.ui.formatting import masked
 from mailhooks.api.ui.inputs import PAGE_SIZE, KeyPrefix, offset_of, page_number, pager
 from mailhooks.api.ui.rendering import redirect, render
 from mailhooks.api.ui.session import PostedForm, Session, SignedIn
 from mailhooks.api.ui.site import PREFIX
 from mailhooks.core.accounts import create_api_key, rotate_signing_key, whsec
-from mailhooks.core.errors import NotFound
+from mailhooks.core.errors import NotFound, ValidationFailed
+from mailhooks.core.operational import check_alert_email
 from mailhooks.db.dashboard import Dashboard
+from mailhooks.db.operational_webhooks import OperationalWebhooks
 from mailhooks.db.store import Store
 
 PAGE = f"{PREFIX}/settings"
@@ -30,9 +34,10 @@ async def _settings(request: Request, session: Session, store: Store, dash: Dash
     page = page_number(request)
     keys, total = await dash.api_keys_page(session.account.id, offset_of(page), PAGE_SIZE)
     account = await store.get_account(session.account.id) or session.account
+    alert_email = await OperationalWebhooks(store).alert_email(session.account.id)
     return render(request, "settings.html", status=status, session=session, nav="settings", keys=keys,
                   pager=pager(page, total), masked=masked(account.signing_key),
-                  current_prefix=session.key_prefix, **extra)
+                  current_prefix=session.key_prefix, alert_email=alert_email, **extra)
 
 
 @router.get("/settings")
@@ -54,6 +59,17 @@ async def reveal_signing_key(request: Request, posted: PostedForm, store: deps.S
 async def rotate(request: Request, posted: PostedForm, store: deps.StoreDep) -> Response:
     await rotate_signing_key(store, posted.account)
     return redirect(request, PAGE, "Signing key rotated: deliveries from now on are signed with the new key.")
+
+
+@router.post("/settings/alerts")
+async def set_alert_email(request: Request, posted: PostedForm, store: deps.StoreDep) -> Response:
+    """The address operational events are mailed to (``PUT /v1/alerts``); empty: none."""
+    try:
+        email = check_alert_email(posted.text("email").strip())
+    except ValidationFailed as exc:
+        return form_error(request, exc, PAGE, Dialect.NATIVE)
+    await OperationalWebhooks(store).set_alert_email(posted.account.id, email)
+    return redirect(request, PAGE, f"Alerts are mailed to {email}." if email else "Alerts are not mailed.")
 
 
 @router.post("/settings/keys")
