@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailhooks.api.auth import native_account
-from mailhooks.api.openapi.operational import ALERTS, CREATED, DELETED, LISTED, body
+from mailhooks.api.openapi.operational import ALERTS, ALERTS_SET, CREATED, DELETED, LISTED, body
 from mailhooks.api.responses import JSON
 from mailhooks.api.state import Services, services
 from mailhooks.core.errors import NotFound, ValidationFailed
@@ -81,7 +81,7 @@ async def get_alerts(account: Account = Depends(native_account), svc: Services =
     return JSON({"email": await OperationalWebhooks(svc.store).alert_email(account.id)})
 
 
-@router.put("/v1/alerts", responses=ALERTS, openapi_extra=body("Alerts"))
+@router.put("/v1/alerts", responses=ALERTS_SET, openapi_extra=body("Alerts"))
 async def put_alerts(request: Request, account: Account = Depends(native_account),
                      svc: Services = Depends(services)) -> Response:
     """Set (or with ``null`` remove) the address the account's operational events are mailed to."""

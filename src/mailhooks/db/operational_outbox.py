@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailhooks.core.deliveries import DeliveryStatus
@@ -31,6 +31,7 @@ from mailhooks.db import schema as t
 from mailhooks.db.database import Database
 
 FAN_OUT_BATCH = 100
+ALERT_CLAIM_LOCK = 0x6D686F7073  # PostgreSQL advisory lock key of the email claims ("mhops")
 oe = t.operational_events
 
 
@@ -106,6 +107,8 @@ class OperationalOutbox:
         SMTP server that is down means a later try, never a lost or blocking alert."""
         now = time.time()
         async with self.db.write() as conn:
+            if self.db.postgres:  # one claimant at a time: two workers must not each mail one subscription
+                await conn.execute(text(f"SELECT pg_advisory_xact_lock({ALERT_CLAIM_LOCK})"))
             rows = list(await conn.execute(self._lock(
                 select(oe.c.id, oe.c.webhook_id, oe.c.account_id)
                 .where(oe.c.email_status == EmailStatus.PENDING.value, oe.c.email_due_at <= now)
@@ -115,9 +118,12 @@ class OperationalOutbox:
             by_webhook: dict[int, list[int]] = defaultdict(list)
             for row in rows:
                 by_webhook[row.webhook_id].append(row.id)
+            # The last email of each subscription: sent, or claimed and being sent right now.
+            in_flight = and_(oe.c.email_status == EmailStatus.PENDING.value, oe.c.email_due_at > now)
             last_sent = dict(list(await conn.execute(
                 select(oe.c.webhook_id, func.max(oe.c.emailed_at))
-                .where(oe.c.webhook_id.in_(sorted(by_webhook)), oe.c.email_status == EmailStatus.SENT.value)
+                .where(oe.c.webhook_id.in_(sorted(by_webhook)), oe.c.emailed_at.is_not(None),
+                       or_(oe.c.email_status == EmailStatus.SENT.value, in_flight))
                 .group_by(oe.c.webhook_id))))
             claimed: list[int] = []
             for webhook_id, ids in by_webhook.items():
@@ -128,7 +134,8 @@ class OperationalOutbox:
                     claimed += ids
             if not claimed:
                 return []
-            await conn.execute(update(oe).where(oe.c.id.in_(claimed)).values(email_due_at=now + retry_after))
+            await conn.execute(update(oe).where(oe.c.id.in_(claimed)).values(email_due_at=now + retry_after,
+                                                                             emailed_at=now))
             described = await _describe(conn, claimed)
             a, acc = t.account_alerts.c, t.accounts.c
             addresses = {row.account_id: (row.email, row.username) for row in await conn.execute(

@@ -201,7 +201,7 @@ operational_events = Table(
     Column("fanned_out_at", Float),  # NULL: not yet turned into deliveries / email
     Column("email_status", String(8)),  # core.operational.EmailStatus; NULL until fanned out
     Column("email_due_at", Float),  # a pending email is not looked at before then (throttle, retry after SMTP failed)
-    Column("emailed_at", Float),
+    Column("emailed_at", Float),  # when its email went out (while still pending: when it was last tried)
     Index("ix_operational_events_fanned_out_at", "fanned_out_at"),
     Index("ix_operational_events_email", "email_status", "email_due_at"),
     Index("ix_operational_events_webhook", "webhook_id", "emailed_at"),

@@ -39,7 +39,9 @@ def body(schema: str) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
-CREATED = {201: openapi_json("OperationalWebhook", "Created"), **ERRORS}
-LISTED = {200: openapi_json("OperationalWebhookList"), **ERRORS}
+TOO_LARGE: dict[int | str, dict[str, Any]] = {413: openapi_json("NativeError", "Body too large")}
+CREATED: dict[int | str, dict[str, Any]] = {201: openapi_json("OperationalWebhook", "Created"), **ERRORS, **TOO_LARGE}
+LISTED: dict[int | str, dict[str, Any]] = {200: openapi_json("OperationalWebhookList"), **ERRORS}
 DELETED: dict[int | str, dict[str, Any]] = {204: {"description": "Deleted"}, **ERRORS}
-ALERTS = {200: openapi_json("Alerts"), **ERRORS}
+ALERTS: dict[int | str, dict[str, Any]] = {200: openapi_json("Alerts"), **ERRORS}
+ALERTS_SET: dict[int | str, dict[str, Any]] = {**ALERTS, **TOO_LARGE}
