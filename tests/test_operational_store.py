@@ -8,8 +8,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from mailhooks.core import accounts
 from mailhooks.core.deliveries import Claimed, DeliveryStatus, Outcome
@@ -95,3 +96,29 @@ async def test_each_transition_is_noted_once_even_when_a_batch_is_written_again(
             select(t.webhooks.c.id).where(t.webhooks.c.group_id == ops["guid"]))]
     for op_id in op_ids:
         assert await noted(store, op_id) == []
+
+
+async def test_days_of_failures_disable_with_that_reason(store: Store) -> None:
+    created = await accounts.create_account(store, f"op{uuid.uuid4().hex[:10]}")
+    account = created.account
+    domain = await accounts.add_domain(store, account, f"{uuid.uuid4().hex[:8]}.example")
+    (hook,) = await store.change_webhooks(add=[NewWebhook(account.id, domain.id, "delivered", "https://h.example/y",
+                                                          "mailgun")])
+    await OperationalWebhooks(store).create(account.id, "https://ops.example/y", [OperationalKind.WEBHOOK_DISABLED])
+    await Intake(store, IntakeStore(store)).ingest(account, {"domain": domain.name, "event": "delivered",
+                                                            "recipient": "u@x.example"})
+    queue = delivery_queue(store)
+    (job,) = [job for job in await queue.claim("b", 100, 60) if job.webhook_id == hook.id]
+    async with store.write() as conn:  # failing for six days already
+        await conn.execute(update(t.webhooks).where(t.webhooks.c.id == hook.id)
+                           .values(failing_since=time.time() - 6 * 86400))
+    await queue.record("b", [result(job, DeliveryStatus.PENDING, 503)], (), 5 * 86400)
+    assert await noted(store, hook.id) == ["webhook.disabled"]  # the streak was already under way: no failing
+    outbox = OperationalOutbox(store, email_enabled=False)
+    assert await outbox.fan_out() == 1
+    (op_job,) = [j for j in await queue.claim("b", 100, 60) if j.payload_format == "operational"]
+    data = orjson.loads(op_job.payload)
+    assert data["type"] == "webhook.disabled"
+    assert data["data"]["reason"] == "every attempt failed for 5 days"
+    assert data["data"]["subscription"] == {"guid": hook.guid, "url": "https://h.example/y", "event_type": "delivered",
+                                            "domain": domain.name}
