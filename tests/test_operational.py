@@ -137,6 +137,11 @@ def fresh_path() -> str:
     return f"/{uuid.uuid4().hex[:12]}"
 
 
+def fresh_address(name: str) -> str:
+    """An address of this test alone: the inbox outlives one backend's server."""
+    return f"{name}-{uuid.uuid4().hex[:8]}@example.org"
+
+
 def listen(server: ServerProcess, customer: Tenant, url: str, kinds: list[str] | None = None) -> dict[str, Any]:
     r = httpx.post(f"{server.base_url}/v1/operational-webhooks", headers=native(customer),
                    json={"url": url, "event_types": kinds or KINDS})
@@ -177,11 +182,12 @@ def kinds_heard(receiver: Receiver, path: str) -> list[str]:
 def test_a_410_disables_and_both_the_webhook_and_the_email_arrive_for_that_account_only(
         ops_server: ServerProcess, customer: Tenant, module_db: str, receiver: Receiver, inbox: Inbox) -> None:
     bystander = Provisioner(module_db).tenant(prefix="ops")
+    owner_mail, bystander_mail = fresh_address("owner"), fresh_address("bystander")
     ops_path, bystander_ops, gone, fine = fresh_path(), fresh_path(), fresh_path(), fresh_path()
     listen(ops_server, customer, receiver.url(ops_path))
-    alert_to(ops_server, customer, "owner@example.org")
+    alert_to(ops_server, customer, owner_mail)
     listen(ops_server, bystander, receiver.url(bystander_ops))
-    alert_to(ops_server, bystander, "bystander@example.org")
+    alert_to(ops_server, bystander, bystander_mail)
     subscribe(ops_server, bystander, receiver.url(fine))
     receiver.script(gone, [410])
     subscribe(ops_server, customer, receiver.url(gone))
@@ -196,7 +202,7 @@ def test_a_410_disables_and_both_the_webhook_and_the_email_arrive_for_that_accou
     assert "410" in body["data"]["reason"]
     assert body["data"]["subscription"]["url"] == receiver.url(gone)
     assert body["data"]["subscription"]["event_type"] == "delivered"
-    (mail,) = inbox.wait_for("owner@example.org", 1)
+    (mail,) = inbox.wait_for(owner_mail, 1)
     assert mail.message["From"] == "alerts@mailhooks.test"
     assert "webhook.disabled" in mail.subject and receiver.url(gone) in mail.subject
     assert "410" in mail.body
@@ -206,15 +212,16 @@ def test_a_410_disables_and_both_the_webhook_and_the_email_arrive_for_that_accou
     receiver.wait_for(fine, 1)
     time.sleep(1.5)  # time enough for anything that should not come
     assert kinds_heard(receiver, ops_path) == ["webhook.disabled"]
-    assert receiver.on(bystander_ops) == [] and inbox.to("bystander@example.org") == []
-    assert len(inbox.to("owner@example.org")) == 1
+    assert receiver.on(bystander_ops) == [] and inbox.to(bystander_mail) == []
+    assert len(inbox.to(owner_mail)) == 1
 
 
 def test_failing_exhausted_recovered_once_per_streak_and_one_email_then_a_digest(
         ops_server: ServerProcess, customer: Tenant, receiver: Receiver, inbox: Inbox) -> None:
     ops_path, flaky = fresh_path(), fresh_path()
+    oncall_mail = fresh_address("oncall")
     listen(ops_server, customer, receiver.url(ops_path))
-    alert_to(ops_server, customer, "oncall@example.org")
+    alert_to(ops_server, customer, oncall_mail)
     receiver.script(flaky, [500])
     subscribe(ops_server, customer, receiver.url(flaky))
 
@@ -235,20 +242,21 @@ def test_failing_exhausted_recovered_once_per_streak_and_one_email_then_a_digest
     assert all(d["delivery"]["status"] == "failed" and d["delivery"]["attempts"] == 4 for d in exhausted)
 
     # Email: the first event at once, the rest collected and sent as one digest when the interval is over.
-    first, digest = inbox.wait_for("oncall@example.org", 2, timeout=INTERVAL + 15)
+    first, digest = inbox.wait_for(oncall_mail, 2, timeout=INTERVAL + 15)
     assert first.kinds() == ["webhook.failing"]
     assert "digest" in digest.subject
     assert sorted(digest.kinds()) == ["delivery.exhausted", "delivery.exhausted", "webhook.recovered"]
     assert digest.at - first.at >= INTERVAL - 0.5
     time.sleep(1.0)
-    assert len(inbox.to("oncall@example.org")) == 2
+    assert len(inbox.to(oncall_mail)) == 2
 
 
 def test_smtp_down_does_not_stop_deliveries_and_the_alert_comes_when_it_is_back(
         ops_server: ServerProcess, customer: Tenant, receiver: Receiver, inbox: Inbox) -> None:
     ops_path, gone, fine = fresh_path(), fresh_path(), fresh_path()
+    later_mail = fresh_address("later")
     listen(ops_server, customer, receiver.url(ops_path), ["webhook.disabled"])
-    alert_to(ops_server, customer, "later@example.org")
+    alert_to(ops_server, customer, later_mail)
     receiver.script(gone, [410])
     subscribe(ops_server, customer, receiver.url(gone))
     subscribe(ops_server, customer, receiver.url(fine), "opened")
@@ -261,10 +269,10 @@ def test_smtp_down_does_not_stop_deliveries_and_the_alert_comes_when_it_is_back(
         receiver.wait_for(fine, 6)  # deliveries go on while every email attempt fails
         assert httpx.get(f"{ops_server.base_url}/healthz").status_code == 200
         time.sleep(1.0)
-        assert inbox.to("later@example.org") == []
+        assert inbox.to(later_mail) == []
     finally:
         inbox.start()
-    (mail,) = inbox.wait_for("later@example.org", 1, timeout=INTERVAL + 15)  # retried after the SMTP failure
+    (mail,) = inbox.wait_for(later_mail, 1, timeout=INTERVAL + 15)  # retried after the SMTP failure
     assert mail.kinds() == ["webhook.disabled"]
 
 
