@@ -14,8 +14,10 @@ from mailhooks.config import Settings
 from mailhooks.core import accounts as core_accounts
 from mailhooks.core.audit import CLI_ACTOR, acting_as
 from mailhooks.core.errors import CoreError
+from mailhooks.core.operational import check_alert_email
 from mailhooks.core.scopes import Scope, parse_scope
 from mailhooks.db.migrate import upgrade
+from mailhooks.db.operational_webhooks import OperationalWebhooks
 from mailhooks.db.store import Store
 from mailhooks.logs import configure_logging
 
@@ -114,6 +116,26 @@ def accounts_create(username: str, as_json: bool = typer.Option(False, "--json",
     created = _with_store(lambda store: core_accounts.create_account(store, username))
     data = {"username": created.account.username, "account_guid": created.account.guid, "api_key": created.api_key}
     _print(data, as_json, f"account {username} created\napi key (shown once): {created.api_key}")
+
+
+@accounts_app.command("alerts")
+def accounts_alerts(username: str,
+                    email: str = typer.Option(None, "--email", help="Mail this account's operational events here."),
+                    clear: bool = typer.Option(False, "--clear", help="Mail them nowhere."),
+                    as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show or set the address an account's operational events are mailed to (needs MAILHOOKS_SMTP_URL)."""
+
+    async def work(store: Store) -> str | None:
+        account = await store.get_account_by_username(username)
+        if account is None:
+            raise CoreError(f"no account {username!r}")
+        alerts = OperationalWebhooks(store)
+        if clear or email is not None:
+            await alerts.set_alert_email(account.id, None if clear else check_alert_email(email))
+        return await alerts.alert_email(account.id)
+
+    address = _with_store(work)
+    _print({"username": username, "email": address}, as_json, f"alerts of {username}: {address or 'none'}")
 
 
 @keys_app.command("create")

@@ -75,6 +75,9 @@ class Settings:
     header_timeout: float = 10.0  # seconds for a request head to arrive whole (slowloris)
     session_secret: str | None = None  # signs /ui cookies; unset: random per process (sessions end with it)
     signing_key_overlap: float = 24 * 3600.0  # seconds the previous signing key still signs after a rotation
+    smtp_url: str | None = None  # smtp://[user:password@]host[:port] or smtps://…; unset: no email alerts
+    alert_from: str = "mailhooks@localhost"
+    alert_interval: float = 3600.0  # at most one alert email per subscription this often; the rest in a digest
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -104,4 +107,7 @@ class Settings:
             session_secret=get("MAILHOOKS_SESSION_SECRET") or None,
             signing_key_overlap=_duration("MAILHOOKS_SIGNING_KEY_OVERLAP", get("MAILHOOKS_SIGNING_KEY_OVERLAP"),
                                           24 * 3600.0),
+            smtp_url=get("MAILHOOKS_SMTP_URL") or None,
+            alert_from=get("MAILHOOKS_ALERT_FROM") or cls.alert_from,
+            alert_interval=float(get("MAILHOOKS_ALERT_INTERVAL") or 3600.0),
         )

@@ -35,6 +35,7 @@ class PayloadFormat(StrEnum):
 
     MAILGUN = "mailgun"
     KIRIM = "kirim"
+    OPERATIONAL = "operational"  # operational events (core.operational): the stored payload as it is
 
 
 FAIL_SEVERITY = {"permanent_fail": "permanent", "temporary_fail": "temporary"}
@@ -154,6 +155,8 @@ class PreparedEvent:
         """``payload_format`` as stored (a ``PayloadFormat`` value); anything but ``kirim`` is Mailgun's."""
         if payload_format == PayloadFormat.KIRIM:
             return cls(PayloadFormat.KIRIM, dumps(kirim_fields(event, domain_secret)))
+        if payload_format == PayloadFormat.OPERATIONAL:
+            return cls(PayloadFormat.OPERATIONAL, dumps(event))
         return cls(PayloadFormat.MAILGUN, dumps(mailgun_event_data(event)))
 
     def render(self, signing_key: str, msg_id: str, now: float | None = None, previous_key: str | None = None,
@@ -163,7 +166,7 @@ class PreparedEvent:
         own signature (Mailgun's) is made with ``signing_key`` only, as Mailgun does."""
         moment = now if now is not None else time.time()
         ts = int(moment)
-        if self.payload_format == PayloadFormat.KIRIM:
+        if self.payload_format != PayloadFormat.MAILGUN:  # the whole body, signed by the headers alone
             body = self.encoded
         else:
             signature = dumps(mailgun_signature(signing_key, str(ts)))

@@ -233,3 +233,34 @@ webhook_pace = Table(
     Column("next_start_at", Float, nullable=False),
     Column("backlog_until", Float, nullable=False),
 )
+
+# Operational events (core.operational): written by the delivery queue in the transaction of the state
+# change, then fanned out by the worker to the account's operational webhooks (``fanned_out_at``) and,
+# throttled per subscription, mailed to its alert address (``email_status``, ``email_due_at``, ``emailed_at``).
+operational_events = Table(
+    "operational_events",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("account_id", PK, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),  # core.operational.OperationalKind
+    Column("webhook_id", PK, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),  # the subject
+    Column("delivery_id", PK),  # delivery.exhausted (and the delivery that caused it, when known); no FK: purged
+    Column("detail", Text),  # the disable reason, or the delivery's last error
+    Column("occurred_at", Float, nullable=False),
+    Column("fanned_out_at", Float),  # NULL: not yet turned into deliveries / email
+    Column("email_status", String(8)),  # core.operational.EmailStatus; NULL until fanned out
+    Column("email_due_at", Float),  # a pending email is not looked at before then (throttle, retry after SMTP failed)
+    Column("emailed_at", Float),  # when its email went out (while still pending: when it was last tried)
+    Index("ix_operational_events_fanned_out_at", "fanned_out_at"),
+    Index("ix_operational_events_email", "email_status", "email_due_at"),
+    Index("ix_operational_events_webhook", "webhook_id", "emailed_at"),
+)
+
+# The address an account's operational events are mailed to (``PUT /v1/alerts``, ``mailhooks accounts alerts``).
+account_alerts = Table(
+    "account_alerts",
+    metadata,
+    Column("account_id", PK, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("email", String(254), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

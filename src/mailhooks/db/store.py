@@ -17,6 +17,7 @@ from mailhooks.core.audit import AuditAction
 from mailhooks.core.errors import Conflict
 from mailhooks.core.message_ids import new_message_id_key
 from mailhooks.core.models import Account, Domain, NewWebhook, Webhook
+from mailhooks.core.operational import OPERATIONAL_FORMAT
 from mailhooks.core.ports import WebhookPlan
 from mailhooks.core.subscriptions import settings_from_columns
 from mailhooks.db import audit
@@ -155,7 +156,8 @@ class Store(AccountKeys):
                              event_types: Sequence[str] | None, include_deleted: bool, group_id: str | None
                              ) -> list[Webhook]:
         c = t.webhooks.c
-        conditions = [c.account_id == account_id]
+        # Operational webhooks (db.operational_webhooks) are rows here too, but no dialect's subscriptions.
+        conditions = [c.account_id == account_id, c.payload_format != OPERATIONAL_FORMAT]
         conditions.append(c.domain_id.is_(None) if domain_id is None else c.domain_id == domain_id)
         if event_type is not None:
             conditions.append(c.event_type == event_type)
@@ -213,7 +215,8 @@ class Store(AccountKeys):
                 select(t.accounts.c.id).where(t.accounts.c.id == account_id).with_for_update(key_share=True)
             )
             rows = await conn.execute(
-                select(t.webhooks).where(c.account_id == account_id, scope, c.deleted_at.is_(None)).order_by(c.id)
+                select(t.webhooks).where(c.account_id == account_id, scope, c.deleted_at.is_(None),
+                                         c.payload_format != OPERATIONAL_FORMAT).order_by(c.id)
             )
             change = plan([webhook_from_row(row) for row in rows])
             add, remove_ids = change[0], change[1]

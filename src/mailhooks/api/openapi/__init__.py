@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from mailhooks.api.openapi import audit, kirim, mailgun, native, signing_key, subscriptions, suppressions
+from mailhooks.api.openapi import audit, kirim, mailgun, native, operational, signing_key, subscriptions, suppressions
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -30,6 +30,7 @@ def install_openapi(app: FastAPI) -> None:
         schemas.update(suppressions.SCHEMAS)
         schemas.update(signing_key.SCHEMAS)
         schemas.update(audit.SCHEMAS)
+        schemas.update(operational.SCHEMAS)
         components["securitySchemes"] = {"basicAuth": {"type": "http", "scheme": "basic"},
                                          "bearerAuth": {"type": "http", "scheme": "bearer"}}
         schema["security"] = [{"basicAuth": []}, {"bearerAuth": []}]

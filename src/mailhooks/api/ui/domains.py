@@ -21,7 +21,7 @@ from mailhooks.core.masking import masked_url, unmasked_url
 from mailhooks.core.models import Domain
 from mailhooks.core.payloads import PayloadFormat
 
-PAYLOAD_FORMATS = tuple(PayloadFormat)
+PAYLOAD_FORMATS = (PayloadFormat.MAILGUN, PayloadFormat.KIRIM)  # operational ones have their own API
 
 router = APIRouter()
 

@@ -1,5 +1,5 @@
-"""Keys (``/ui/settings``): the signing key (masked, revealed on request, rotated) and the account's API
-keys (created, revoked)."""
+"""Keys (``/ui/settings``): the signing key (masked, revealed on request, rotated), the account's API
+keys (created, revoked) and the address its alerts are mailed to."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mailhooks.api.dialects import Dialect
 from mailhooks.api.ui import deps
+from mailhooks.api.ui.errors import form_error
 from mailhooks.api.ui.formatting import masked, ts
 from mailhooks.api.ui.inputs import PAGE_SIZE, KeyPrefix, offset_of, page_number, pager
 from mailhooks.api.ui.rendering import redirect, render
@@ -18,8 +20,10 @@ from mailhooks.api.ui.session import PostedForm, Session, SignedIn
 from mailhooks.api.ui.site import PREFIX
 from mailhooks.core.accounts import create_api_key, rotate_signing_key, whsec
 from mailhooks.core.errors import NotFound, ValidationFailed
+from mailhooks.core.operational import check_alert_email
 from mailhooks.core.scopes import Scope, parse_scope
 from mailhooks.db.dashboard import Dashboard
+from mailhooks.db.operational_webhooks import OperationalWebhooks
 from mailhooks.db.store import Store
 
 PAGE = f"{PREFIX}/settings"
@@ -38,7 +42,8 @@ async def _settings(request: Request, session: Session, store: Store, dash: Dash
     return render(request, "settings.html", status=status, session=session, nav="settings", keys=keys,
                   pager=pager(page, total), masked=masked(account.signing_key), previous_until=previous_until,
                   current_prefix=session.key_prefix, scopes=list(Scope),
-                  domains=await store.list_domains(account.id), **extra)
+                  domains=await store.list_domains(account.id),
+                  alert_email=await OperationalWebhooks(store).alert_email(session.account.id), **extra)
 
 
 @router.get("/settings")
@@ -63,6 +68,17 @@ async def rotate(request: Request, posted: PostedForm, store: deps.StoreDep) -> 
         return redirect(request, PAGE, "Signing key rotated: deliveries from now on are signed with the new key only.")
     return redirect(request, PAGE, "Signing key rotated: deliveries are signed with the new key, and their "
                     f"webhook-signature also with the previous one until {ts(rotated.previous_valid_until)} UTC.")
+
+
+@router.post("/settings/alerts")
+async def set_alert_email(request: Request, posted: PostedForm, store: deps.StoreDep) -> Response:
+    """The address operational events are mailed to (``PUT /v1/alerts``); empty: none."""
+    try:
+        email = check_alert_email(posted.text("email").strip())
+    except ValidationFailed as exc:
+        return form_error(request, exc, PAGE, Dialect.NATIVE)
+    await OperationalWebhooks(store).set_alert_email(posted.account.id, email)
+    return redirect(request, PAGE, f"Alerts are mailed to {email}." if email else "Alerts are not mailed.")
 
 
 @router.post("/settings/keys")

@@ -11,10 +11,12 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailhooks.core.deliveries import FINISHED, Claimed, DeliveryStatus, Outcome
+from mailhooks.core.operational import OperationalKind, Transition
 from mailhooks.core.outcomes import auto_disable, endpoint_health
 from mailhooks.core.subscriptions import settings_from_columns
 from mailhooks.db import schema as t
 from mailhooks.db.database import Database
+from mailhooks.db.operational import note_transitions, webhook_transitions
 
 # A claim returns, per delivery ``c``, everything needed to send it: the event, the webhook, the account's
 # signing keys, the domain's secret and the subscription's settings (read positionally by ``claimed``).
@@ -95,23 +97,35 @@ class SqlQueue:
     @staticmethod
     async def _webhook_health(conn: AsyncConnection, outcomes: Sequence[Outcome], now: float,
                               disable_after: float | None) -> None:
+        """The webhooks' failing streaks and auto-disable; each transition (a streak begins or ends, a
+        webhook is disabled) is noted as an operational event in this same transaction, only for the rows
+        this statement actually changed: a batch written again notes nothing twice."""
         w = t.webhooks.c
+        changed = (w.id, w.account_id, w.payload_format)
         answered, failing = endpoint_health(outcomes)
+        transitions: list[Transition] = []
         if answered:
-            await conn.execute(update(t.webhooks).where(w.id.in_(answered), w.failing_since.is_not(None))
-                               .values(failing_since=None))
+            rows = await conn.execute(update(t.webhooks).where(w.id.in_(answered), w.failing_since.is_not(None))
+                                      .values(failing_since=None).returning(*changed))
+            transitions += webhook_transitions(OperationalKind.WEBHOOK_RECOVERED, rows)
         if failing:
             ids = failing
-            await conn.execute(update(t.webhooks).where(w.id.in_(ids), w.failing_since.is_(None))
-                               .values(failing_since=now))
+            rows = await conn.execute(update(t.webhooks).where(w.id.in_(ids), w.failing_since.is_(None))
+                                      .values(failing_since=now).returning(*changed))
+            transitions += webhook_transitions(OperationalKind.WEBHOOK_FAILING, rows, outcomes)
             if disable_after is not None:
                 rule = auto_disable(now, disable_after)
-                await conn.execute(
+                rows = await conn.execute(
                     update(t.webhooks)
                     .where(w.id.in_(ids), w.disabled_at.is_(None), w.failing_since <= rule.cutoff)
-                    .values(disabled_at=now, disabled_reason=rule.reason, modified_at=now)
+                    .values(disabled_at=now, disabled_reason=rule.reason, modified_at=now).returning(*changed)
                 )
+                transitions += webhook_transitions(OperationalKind.WEBHOOK_DISABLED, rows, outcomes, rule.reason)
         for o in outcomes:
             if o.disable_reason:
-                await conn.execute(update(t.webhooks).where(w.id == o.webhook_id, w.disabled_at.is_(None))
-                                   .values(disabled_at=now, disabled_reason=o.disable_reason, modified_at=now))
+                rows = await conn.execute(update(t.webhooks).where(w.id == o.webhook_id, w.disabled_at.is_(None))
+                                          .values(disabled_at=now, disabled_reason=o.disable_reason, modified_at=now)
+                                          .returning(*changed))
+                transitions += webhook_transitions(OperationalKind.WEBHOOK_DISABLED, rows, outcomes,
+                                                   o.disable_reason)
+        await note_transitions(conn, transitions, now)

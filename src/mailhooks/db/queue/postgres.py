@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, insert, update
 
 from mailhooks.core.deliveries import Claimed, DeliveryStatus, Outcome
+from mailhooks.core.operational import OPERATIONAL_FORMAT, OperationalKind
 from mailhooks.core.outcomes import endpoint_health
 from mailhooks.db import schema as t
+from mailhooks.db.operational import note_exhausted
 from mailhooks.db.queue.common import CLAIM_COLUMNS, CLAIM_JOINS, SqlQueue, claimed
 
 # Each statement below is one prepared asyncpg statement run on its own (its own implicit transaction),
@@ -53,7 +55,13 @@ RECORD = (
     "a AS (INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, response_excerpt, "
     "error, request_headers) SELECT * FROM unnest($9::bigint[], $10::int[], $11::float8[], $12::float8[], "
     "$13::int[], $14::text[], $15::text[], $16::text[])), "
-    "h AS (UPDATE webhooks SET failing_since = NULL WHERE id = ANY($17::bigint[]) AND failing_since IS NOT NULL) "
+    "h AS (UPDATE webhooks SET failing_since = NULL WHERE id = ANY($17::bigint[]) AND failing_since IS NOT NULL "
+    "RETURNING id, account_id, payload_format), "
+    # A streak that ends here is noted as ``webhook.recovered`` in the same statement (db.operational does it
+    # for the other paths): nothing is inserted unless ``h`` changed a row.
+    f"r AS (INSERT INTO operational_events (account_id, kind, webhook_id, occurred_at) "
+    f"SELECT account_id, '{OperationalKind.WEBHOOK_RECOVERED.value}', id, $1 FROM h "
+    f"WHERE payload_format <> '{OPERATIONAL_FORMAT}') "
     "SELECT count(*) FROM u"
 )
 # The general case's delivery update (executemany), guarded by the lease owner like ``RECORD``.
@@ -93,6 +101,7 @@ class PostgresQueue(SqlQueue):
             if attempt_rows:
                 await conn.execute(insert(t.attempts), attempt_rows)
             if outcomes:
+                await note_exhausted(conn, owner, outcomes, now, lock=True)
                 await conn.execute(_UPDATE_DELIVERY, [
                     {"b_id": o.delivery_id, "b_owner": owner, "b_status": o.status, "b_attempts": o.attempts,
                      "b_next": o.next_attempt_at, "b_code": o.last_status_code, "b_error": o.last_error,

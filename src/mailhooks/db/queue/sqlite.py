@@ -16,6 +16,7 @@ from typing import Any
 
 from mailhooks.core.deliveries import Claimed, DeliveryStatus, Outcome
 from mailhooks.db import schema as t
+from mailhooks.db.operational import note_exhausted
 from mailhooks.db.queue.common import CLAIM_COLUMNS, CLAIM_JOINS, SqlQueue, claimed
 
 _DUE_ROWS = f"FROM deliveries WHERE {t.IN_QUEUE_SQL} AND next_attempt_at <= ? "
@@ -64,6 +65,7 @@ class SqliteQueue(SqlQueue):
                     (a["delivery_id"], a["number"], a["started_at"], a["duration_ms"], a["status_code"],
                      a["response_excerpt"], a["error"], a["request_headers"]) for a in attempt_rows])
             if outcomes:
+                await note_exhausted(conn, owner, outcomes, now, lock=False)
                 await driver.executemany(UPDATE_DELIVERY, [
                     (o.status, o.attempts, o.next_attempt_at, o.last_status_code, o.last_error, now,
                      o.delivery_id, owner) for o in outcomes])
