@@ -42,6 +42,7 @@ from mailhooks.db.store import Store
 from mailhooks.metrics import QueueFigures
 from mailhooks.sending import Sender
 from mailhooks.worker.dispatcher import Dispatcher
+from mailhooks.worker.replays import ReplayRunner
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -71,6 +72,7 @@ class ProcessServices:
     queue_figures: QueueFigures
     ui: UiServices
     dispatcher: Dispatcher | None = None  # started by ``start_dispatcher`` (``serve``, ``worker``)
+    replays: ReplayRunner | None = None  # beside the dispatcher: replays and back-fills in batches
     _sender: Sender | None = field(default=None, init=False)  # the test endpoints', opened on first use
 
     @classmethod
@@ -97,11 +99,15 @@ class ProcessServices:
         dispatcher = Dispatcher(self.store, self.settings, self.policy)
         await dispatcher.start()
         self.dispatcher = dispatcher
+        self.replays = ReplayRunner(self.store, dispatcher.owner, self.settings.replay_batch_size, dispatcher.wake)
+        self.replays.start()
         return dispatcher
 
     async def close(self) -> None:
         """Stop the dispatcher (in-flight sends get a grace period, results are flushed), then close
         the sender and the database connections."""
+        if self.replays is not None:
+            await self.replays.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         if self._sender is not None:
