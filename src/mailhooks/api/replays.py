@@ -62,7 +62,8 @@ async def start_replay(svc: Services, account: Account, request: ReplayRequest) 
 
 
 @router.post("/v1/replays", status_code=202,
-             responses={202: openapi_json("ReplayStarted", "Accepted"), **ERRORS}, openapi_extra=REPLAY_BODY)
+             responses={202: openapi_json("ReplayStarted", "Accepted"), **ERRORS,
+                        413: openapi_json("NativeError", "Body too large")}, openapi_extra=REPLAY_BODY)
 async def create_replay(request: Request, account: Account = Depends(native_account),
                         svc: Services = Depends(services)) -> Response:
     """Replay a time range of a domain's deliveries (each gets one more attempt, with its own ``webhook-id``),
