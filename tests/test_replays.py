@@ -25,6 +25,7 @@ from mailhooks.db.database import Database
 from mailhooks.db.migrate import upgrade
 from mailhooks.db.replays import LostLease, ReplayStore
 from tests.support import Provisioner, Receiver, ServerProcess, Tenant
+from tests.test_ui import sign_in_http
 
 FAST_ENV = {
     "MAILHOOKS_ALLOW_PRIVATE_TARGETS": "1",
@@ -311,3 +312,38 @@ def test_one_worker_holds_a_replay_and_the_next_resumes_at_its_cursor(empty_db: 
             await db.close()
 
     asyncio.run(work())
+
+
+# ---------------------------------------------------------------------- the dashboard
+def test_the_dashboard_starts_a_backfill_and_shows_its_progress(
+        fast_server: ServerProcess, customer: Tenant, receiver: Receiver) -> None:
+    since = time.time() - 1
+    emit(fast_server, customer)
+    late = f"/{uuid.uuid4().hex[:10]}"
+    late_guid = subscribe(fast_server, customer, "bounced", receiver.url(late))
+    client, csrf = sign_in_http(fast_server, customer.api_key)
+    try:
+        page = client.get("/ui/replays")
+        assert page.status_code == 200 and 'id="start-replay"' in page.text and 'id="no-replays"' in page.text
+        started = client.post("/ui/replays", data={
+            "csrf": csrf, "domain": customer.domain, "status": "all", "since": str(since), "until": "",
+            "webhook": "", "to_webhook": late_guid})
+        assert started.status_code == 303 and started.headers["location"] == "/ui/replays", started.text
+        receiver.wait_for(late, 1)
+        deadline = time.monotonic() + 20
+        while 'data-state="done"' not in (page := client.get("/ui/replays")).text:
+            assert time.monotonic() < deadline, page.text
+            time.sleep(0.2)
+        assert "back-fill into" in page.text and "100 %" in page.text
+        refused = client.post("/ui/replays", data={"csrf": csrf, "domain": customer.domain, "status": "failed",
+                                                  "since": str(since), "to_webhook": late_guid})
+        assert refused.status_code == 303  # back to the form, the reason as a flash message
+        assert "status must be" in client.get("/ui/replays").text
+        bad_time = client.post("/ui/replays", data={"csrf": csrf, "domain": customer.domain, "status": "all",
+                                                   "since": "10000-01-01T00:00"})
+        assert bad_time.status_code in (303, 400)
+        foreign = client.post("/ui/replays", data={"csrf": csrf, "domain": customer.domain, "status": "all",
+                                                  "since": "0", "to_webhook": str(uuid.uuid4())})
+        assert foreign.status_code == 404
+    finally:
+        client.close()

@@ -5,7 +5,8 @@ Thin, like every edge: subscription rules come from ``core.webhooks``, retry/rec
 live in ``db.dashboard``.
 
 One module per page: ``login`` (sign in/out), ``overview``, ``domains`` (a domain and its webhooks),
-``account_webhooks``, ``deliveries`` (the list, recover), ``delivery`` (one delivery, retry), ``settings``
+``account_webhooks``, ``deliveries`` (the list, recover), ``delivery`` (one delivery, retry), ``replays``
+(start one, see progress), ``settings``
 (signing key, API keys). Shared: ``session`` (sessions and CSRF as FastAPI dependencies), ``deps`` (the one
 place that reaches the services), ``rendering`` (templates, flash messages), ``errors`` (error pages),
 ``inputs`` (reading query, path and form values), ``chart`` (the overview's SVG geometry), ``formatting``,
@@ -17,7 +18,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from mailhooks.api.ui import account_webhooks, deliveries, delivery, domains, login, overview, settings
+from mailhooks.api.ui import account_webhooks, deliveries, delivery, domains, login, overview, replays, settings
 from mailhooks.api.ui.errors import html_error
 from mailhooks.api.ui.rendering import PACKAGE, render
 from mailhooks.api.ui.session import BadCsrf, SignInRequired
@@ -25,7 +26,7 @@ from mailhooks.api.ui.site import PREFIX, is_ui_path
 
 __all__ = ["PREFIX", "html_error", "install", "is_ui_path", "render"]
 
-PAGES = (login, overview, domains, account_webhooks, deliveries, delivery, settings)
+PAGES = (login, overview, domains, account_webhooks, deliveries, delivery, replays, settings)
 
 
 def install(app: FastAPI) -> None:
