@@ -99,7 +99,8 @@ class ProcessServices:
         dispatcher = Dispatcher(self.store, self.settings, self.policy)
         await dispatcher.start()
         self.dispatcher = dispatcher
-        self.replays = ReplayRunner(self.store, dispatcher.owner, self.settings.replay_batch_size, dispatcher.wake)
+        self.replays = ReplayRunner(self.store, dispatcher.owner, self.settings.replay_batch_size,
+                                    self.settings.replay_rate, dispatcher.wake)
         self.replays.start()
         return dispatcher
 

@@ -4,7 +4,8 @@
 - **One worker per replay.** A replay is claimed under a lease renewed by every batch; a worker that
   stops hands it back, one that crashes loses it when the lease runs out, and either way the next worker
   resumes at the stored cursor.
-- **Live traffic first.** A batch is queued only while fewer than ``BACKLOG_BATCHES`` batches' worth of
+- **Live traffic first.** At most ``MAILHOOKS_REPLAY_RATE`` rows a second are queued, in batches of
+  ``MAILHOOKS_REPLAY_BATCH``. A batch is queued only while fewer than ``BACKLOG_BATCHES`` batches' worth of
   rows are due, and its rows fall due ``DUE_DELAY`` after queueing: events arriving meanwhile are due
   earlier and claimed first. A million-row replay thus runs at the pace the dispatchers leave free.
 """
@@ -31,10 +32,11 @@ STOP_WAIT = 5.0
 
 
 class ReplayRunner:
-    def __init__(self, db: Database, owner: str, batch_size: int, wake: Callable[[], None]) -> None:
+    def __init__(self, db: Database, owner: str, batch_size: int, rate: float, wake: Callable[[], None]) -> None:
         self.store = ReplayStore(db)
         self.owner = owner
         self.batch_size = max(1, batch_size)
+        self.seconds_per_row = 1.0 / rate if rate > 0 else 0.0
         self.wake = wake  # the dispatcher's: a batch is queued
         self.stopping = False
         self._stopped = asyncio.Event()  # ends the waits between looks at once
@@ -81,10 +83,13 @@ class ReplayRunner:
                     return
                 if not await self._room_for_a_batch(job):
                     continue
+                started = time.monotonic()
                 job, queued = await self.store.step(job, self.owner, self.batch_size, time.time() + DUE_DELAY,
                                                     LEASE_SECONDS)
                 if queued:
                     self.wake()
+                    # The pace: at most ``rate`` rows a second, however fast the dispatchers could go.
+                    await self._sleep(queued * self.seconds_per_row - (time.monotonic() - started))
             await self.store.finish(job, self.owner, ReplayState.DONE)
             log.info("replay_done", replay=job.id)
         except LostLease:
@@ -108,5 +113,7 @@ class ReplayRunner:
         return True
 
     async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopped.wait(), seconds)
