@@ -152,8 +152,9 @@ class ReplayStore:
             return int((await conn.execute(select(func.count()).select_from(due))).scalar() or 0)
 
     async def step(self, job: ReplayJob, owner: str, window: int, due_at: float, lease_seconds: float
-                   ) -> tuple[ReplayJob, int]:
-        """One batch: the next ``window`` row ids. Returns the job moved on and how many rows it queued."""
+                   ) -> tuple[ReplayJob, int, int]:
+        """One batch: the next ``window`` row ids. Returns the job moved on, how many rows it queued and
+        how many of the window's rows matched."""
         assert job.cursor is not None and job.end_id is not None
         upper = min(job.cursor + window, job.end_id)
         now = time.time()
@@ -166,7 +167,7 @@ class ReplayStore:
                         skipped=r.c.skipped + (matched - queued))
             if queued:
                 await self.db.notify(conn)
-        return job.at(upper), queued
+        return job.at(upper), queued, matched
 
 
 def _matching(job: ReplayJob) -> list[ColumnElement[bool]]:

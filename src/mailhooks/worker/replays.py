@@ -29,6 +29,7 @@ LOOK_EVERY = 1.0  # seconds between looks for a replay to run, when none is unde
 LEASE_SECONDS = 30.0
 BACKLOG_WAIT = 0.05  # seconds between looks at the due backlog while it is too long for another batch
 STOP_WAIT = 5.0
+MAX_WIDENING = 32  # a window through rows that do not match grows up to this many batches' worth of ids
 
 
 class ReplayRunner:
@@ -77,6 +78,7 @@ class ReplayRunner:
                 return
             if job.cursor is None:
                 job = await self.store.begin(job, self.owner, LEASE_SECONDS)
+            window = self.batch_size
             while not job.finished:
                 if self.stopping:
                     await self.store.release(job, self.owner)
@@ -84,8 +86,11 @@ class ReplayRunner:
                 if not await self._room_for_a_batch(job):
                     continue
                 started = time.monotonic()
-                job, queued = await self.store.step(job, self.owner, self.batch_size, time.time() + DUE_DELAY,
-                                                    LEASE_SECONDS)
+                job, queued, matched = await self.store.step(job, self.owner, window, time.time() + DUE_DELAY,
+                                                             LEASE_SECONDS)
+                # Through a stretch of other rows (other domains, other times), wider windows; back to a
+                # batch's width as soon as the range's rows show up again.
+                window = self.batch_size if matched else min(window * 2, self.batch_size * MAX_WIDENING)
                 if queued:
                     self.wake()
                     # The pace: at most ``rate`` rows a second, however fast the dispatchers could go.
