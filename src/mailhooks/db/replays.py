@@ -127,7 +127,9 @@ class ReplayStore:
         what matches; returns the job with its cursor set."""
         backfill = job.to_webhook_id is not None
         table, when = (t.events, t.events.c.received_at) if backfill else (t.deliveries, t.deliveries.c.created_at)
-        async with self.db.write() as conn:
+        # Read outside the write transaction: on SQLite a count over a million rows would hold up every
+        # writer (ingest) meanwhile.
+        async with self.db.read() as conn:
             first = await _first_id_at(conn, table, when, job.since)
             last = (await conn.execute(select(func.max(table.c.id)))).scalar()
             if job.until is not None:
@@ -139,6 +141,7 @@ class ReplayStore:
             job = replace(job, cursor=start, end_id=end)
             matched = (await conn.execute(select(func.count()).select_from(table).where(
                 *_matching(job), table.c.id > start, table.c.id <= end))).scalar()
+        async with self.db.write() as conn:
             await _hold(conn, job, owner, lease_seconds, start_id=start, end_id=end, cursor=start,
                         matched=int(matched or 0))
         return job
