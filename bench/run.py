@@ -290,7 +290,7 @@ def main() -> None:
     parser.add_argument("--drain-timeout", type=float, default=120)
     parser.add_argument("--memory-timeout", type=float, default=420)
     parser.add_argument("--replay-rows", type=int, default=1_000_000, help="failed deliveries the replay takes")
-    parser.add_argument("--replay-rate", type=float, default=200, help="live events/s beside the replay")
+    parser.add_argument("--replay-rate", type=float, default=50, help="live events/s beside the replay")
     parser.add_argument("--replay-seconds", type=float, default=20)
     parser.add_argument("--replay-db", default="postgresql", choices=["postgresql", "sqlite"])
     parser.add_argument("--json", type=Path, help="also write the rows here")
