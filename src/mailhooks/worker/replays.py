@@ -94,7 +94,7 @@ class ReplayRunner:
                 if queued:
                     self.wake()
                     # The pace: at most ``rate`` rows a second, however fast the dispatchers could go.
-                    await self._sleep(queued * self.seconds_per_row - (time.monotonic() - started))
+                    await self._pace(job, queued * self.seconds_per_row - (time.monotonic() - started))
             await self.store.finish(job, self.owner, ReplayState.DONE)
             log.info("replay_done", replay=job.id)
         except LostLease:
@@ -116,6 +116,14 @@ class ReplayRunner:
                 renewed = time.monotonic()
             await asyncio.sleep(BACKLOG_WAIT)
         return True
+
+    async def _pace(self, job: ReplayJob, seconds: float) -> None:
+        """Wait ``seconds`` (cut short by a stop), renewing the lease on a long wait (a slow rate)."""
+        until = time.monotonic() + seconds
+        while not self.stopping and (left := until - time.monotonic()) > 0:
+            await self._sleep(min(left, LEASE_SECONDS / 3))
+            if until - time.monotonic() > 0:
+                await self.store.renew(job, self.owner, LEASE_SECONDS)
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:
