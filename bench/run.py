@@ -21,6 +21,9 @@ Scenarios (all loops bounded in count and time):
 6. memory    ``--pending`` (default 1,000,000) deliveries pending in SQLite ``serve`` while the receiver
              is down for 10 s; its peak RSS; then the receiver comes back and everything drains.
 
+7. replay    live latency p50/p99 and throughput (single events at a fixed rate, PostgreSQL api + worker)
+             with and without a ``--replay-rows`` (default 1,000,000) delivery replay running
+             (bench/replay.py).
 Everything it starts (receiver, servers, workers, databases: temp SQLite files, PostgreSQL databases at
 ``MAILHOOKS_TEST_PG`` or 127.0.0.1:5432 that are dropped afterwards) is stopped and removed at the end.
 """
@@ -42,6 +45,7 @@ import aiohttp
 import baseline
 import httpload
 import orjson
+import replay
 import uvloop
 from harness import Receiver, Stack, event, ingest, new_tmp, peak_rss_mb
 
@@ -255,6 +259,11 @@ class Bench:
                 self.ratios()
             if wanted("memory"):
                 await self.memory()
+            if wanted("replay"):
+                for setting, value, unit, target, ok in await replay.run(
+                        self.args.replay_db, self.tmp, self.receiver, self.args.replay_rows, self.args.replay_rate,
+                        self.args.replay_seconds):
+                    self.add(Row("replay", setting, value, unit, target, ok))
         finally:
             self.receiver.down()
 
@@ -270,7 +279,7 @@ def table(rows: list[Row]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="", help="comma-separated: baseline,drain,latency,ingest,mgmt,memory")
+    parser.add_argument("--only", default="", help="comma-separated: baseline,drain,latency,ingest,mgmt,memory,replay")
     parser.add_argument("--events", type=int, default=20_000, help="drain with one webhook")
     parser.add_argument("--events3", type=int, default=5_000, help="drain with three webhooks")
     parser.add_argument("--baseline-count", type=int, default=40_000)
@@ -280,6 +289,10 @@ def main() -> None:
     parser.add_argument("--pending", type=int, default=1_000_000)
     parser.add_argument("--drain-timeout", type=float, default=120)
     parser.add_argument("--memory-timeout", type=float, default=420)
+    parser.add_argument("--replay-rows", type=int, default=1_000_000, help="failed deliveries the replay takes")
+    parser.add_argument("--replay-rate", type=float, default=50, help="live events/s beside the replay")
+    parser.add_argument("--replay-seconds", type=float, default=20)
+    parser.add_argument("--replay-db", default="postgresql", choices=["postgresql", "sqlite"])
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     started = time.perf_counter()

@@ -73,6 +73,8 @@ class Settings:
     poll_interval: float = 0.5
     disable_after_seconds: float = 5 * 24 * 3600.0
     header_timeout: float = 10.0  # seconds for a request head to arrive whole (slowloris)
+    replay_batch_size: int = 100  # rows per replay batch (the due backlog a replay may add ahead of live work)
+    replay_rate: float = 1000.0  # rows per second one replay queues at most
     session_secret: str | None = None  # signs /ui cookies; unset: random per process (sessions end with it)
     signing_key_overlap: float = 24 * 3600.0  # seconds the previous signing key still signs after a rotation
     smtp_url: str | None = None  # smtp://[user:password@]host[:port] or smtps://…; unset: no email alerts
@@ -104,6 +106,8 @@ class Settings:
             poll_interval=float(get("MAILHOOKS_POLL_INTERVAL") or 0.5),
             disable_after_seconds=float(get("MAILHOOKS_DISABLE_AFTER_SECONDS") or 5 * 24 * 3600.0),
             header_timeout=float(get("MAILHOOKS_HEADER_TIMEOUT") or 10.0),
+            replay_batch_size=int(get("MAILHOOKS_REPLAY_BATCH") or 100),
+            replay_rate=float(get("MAILHOOKS_REPLAY_RATE") or 1000.0),
             session_secret=get("MAILHOOKS_SESSION_SECRET") or None,
             signing_key_overlap=_duration("MAILHOOKS_SIGNING_KEY_OVERLAP", get("MAILHOOKS_SIGNING_KEY_OVERLAP"),
                                           24 * 3600.0),

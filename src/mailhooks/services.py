@@ -43,6 +43,7 @@ from mailhooks.metrics import QueueFigures
 from mailhooks.sending import Sender
 from mailhooks.worker.dispatcher import Dispatcher
 from mailhooks.worker.operational import OperationalRelay
+from mailhooks.worker.replays import ReplayRunner
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -73,6 +74,7 @@ class ProcessServices:
     ui: UiServices
     dispatcher: Dispatcher | None = None  # started by ``start_dispatcher`` (``serve``, ``worker``)
     operational: OperationalRelay | None = None  # beside the dispatcher: operational events out, alerts mailed
+    replays: ReplayRunner | None = None  # beside the dispatcher: replays and back-fills in batches
     _sender: Sender | None = field(default=None, init=False)  # the test endpoints', opened on first use
 
     @classmethod
@@ -101,6 +103,9 @@ class ProcessServices:
         self.dispatcher = dispatcher
         self.operational = OperationalRelay(self.store, self.settings, dispatcher.wake)
         self.operational.start()
+        self.replays = ReplayRunner(self.store, dispatcher.owner, self.settings.replay_batch_size,
+                                    self.settings.replay_rate, dispatcher.wake)
+        self.replays.start()
         return dispatcher
 
     async def close(self) -> None:
@@ -108,6 +113,8 @@ class ProcessServices:
         the sender and the database connections."""
         if self.operational is not None:
             await self.operational.stop()
+        if self.replays is not None:
+            await self.replays.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         if self._sender is not None:

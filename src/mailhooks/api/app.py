@@ -14,7 +14,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailhooks.api import audit, kirim, mailgun, native, operational, signing_key, subscriptions, suppressions, ui
+from mailhooks.api import (
+    audit,
+    kirim,
+    mailgun,
+    native,
+    operational,
+    replays,
+    signing_key,
+    subscriptions,
+    suppressions,
+    ui,
+)
 from mailhooks.api.auth import Forbidden, RateLimited, Unauthorized
 from mailhooks.api.bodies import BodyLimit
 from mailhooks.api.dialects import errors_for
@@ -134,6 +145,7 @@ def create_app(settings: Settings, open_services: ServicesFactory) -> FastAPI:
     app.include_router(subscriptions.router)
     app.include_router(audit.router)
     app.include_router(operational.router)
+    app.include_router(replays.router)
     ui.install(app)
     app.add_exception_handler(CoreError, _html_under_ui(_core_error))
     app.add_exception_handler(Unauthorized, _html_under_ui(_unauthorized))

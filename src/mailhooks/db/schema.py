@@ -264,3 +264,36 @@ account_alerts = Table(
     Column("email", String(254), nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# Replays and back-fills of a time range (core.replays), run in the background in batches by the workers
+# (worker.replays). ``cursor`` is the last delivery id (a back-fill: event id) done, written in the same
+# transaction as that batch's rows: a replay resumes exactly where a crashed worker left it.
+replays = Table(
+    "replays",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("guid", String(36), nullable=False, unique=True),
+    Column("account_id", PK, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("domain_id", PK, ForeignKey("domains.id", ondelete="CASCADE"), nullable=False),
+    Column("webhook_id", PK, ForeignKey("webhooks.id", ondelete="CASCADE")),  # narrows a replay
+    Column("to_webhook_id", PK, ForeignKey("webhooks.id", ondelete="CASCADE")),  # a back-fill's target
+    Column("scope", String(8), nullable=False),  # failed | all
+    Column("since", Float, nullable=False),
+    Column("until", Float),
+    Column("state", String(8), nullable=False),  # queued running done failed
+    Column("start_id", BigInteger),  # the range's row ids, bounded when a worker starts it
+    Column("end_id", BigInteger),
+    Column("cursor", BigInteger),
+    Column("matched", BigInteger),  # counted when a worker starts it
+    Column("queued", BigInteger, nullable=False, server_default=text("0")),
+    Column("skipped", BigInteger, nullable=False, server_default=text("0")),
+    Column("error", Text),
+    Column("owner", String(64)),
+    Column("lease_expires_at", Float),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_replays_account_id", "account_id", "id"),
+    Index("ix_replays_state", "state"),
+)

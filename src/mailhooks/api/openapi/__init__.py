@@ -11,7 +11,17 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from mailhooks.api.openapi import audit, kirim, mailgun, native, operational, signing_key, subscriptions, suppressions
+from mailhooks.api.openapi import (
+    audit,
+    kirim,
+    mailgun,
+    native,
+    operational,
+    replays,
+    signing_key,
+    subscriptions,
+    suppressions,
+)
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -31,6 +41,7 @@ def install_openapi(app: FastAPI) -> None:
         schemas.update(signing_key.SCHEMAS)
         schemas.update(audit.SCHEMAS)
         schemas.update(operational.SCHEMAS)
+        schemas.update(replays.SCHEMAS)
         components["securitySchemes"] = {"basicAuth": {"type": "http", "scheme": "basic"},
                                          "bearerAuth": {"type": "http", "scheme": "bearer"}}
         schema["security"] = [{"basicAuth": []}, {"bearerAuth": []}]

@@ -5,11 +5,9 @@ Thin, like every edge: subscription rules come from ``core.webhooks``, retry/rec
 live in ``db.dashboard``.
 
 One module per page: ``login`` (sign in/out), ``overview``, ``domains`` (a domain and its webhooks),
-``account_webhooks``, ``deliveries`` (the list, recover), ``delivery`` (one delivery, retry), ``settings``
-(signing key, API keys), ``subscription_settings`` (one subscription's headers, filters, timeout, retries).
-Shared: ``session`` (sessions and CSRF as FastAPI dependencies), ``deps`` (the one place that reaches
-the services), ``rendering`` (templates, flash messages), ``errors`` (error pages),
-(signing key, API keys), ``audit`` (the audit log).
+``account_webhooks``, ``deliveries`` (the list, recover), ``delivery`` (one delivery, retry), ``replays``
+(start one, see progress), ``settings`` (signing key, API keys, alerts), ``subscription_settings`` (one
+subscription's headers, filters, timeout, retries), ``audit`` (the audit log).
 
 Shared: ``session`` (sessions and CSRF as FastAPI dependencies), ``deps`` (the one
 place that reaches the services), ``rendering`` (templates, flash messages), ``errors`` (error pages),
@@ -31,6 +29,7 @@ from mailhooks.api.ui import (
     domains,
     login,
     overview,
+    replays,
     settings,
     subscription_settings,
 )
@@ -42,7 +41,8 @@ from mailhooks.core.scopes import Need
 
 __all__ = ["PREFIX", "html_error", "install", "is_ui_path", "render"]
 
-PAGES = (login, overview, domains, account_webhooks, deliveries, delivery, settings, subscription_settings, audit)
+PAGES = (login, overview, domains, account_webhooks, deliveries, delivery, replays, settings, subscription_settings,
+         audit)
 
 
 def install(app: FastAPI) -> None:
