@@ -23,6 +23,8 @@ NEVER = {
     "worker": {"api", "services", "bootstrap", "cli"},
     "sending": {"db", "api", "worker", "services", "cli"},
     "metrics": {"api", "worker", "services", "cli"},
+    # Traces sit below db (the ingest transaction's span) and import only config and core.
+    "tracing": {"db", "api", "worker", "sending", "metrics", "services", "bootstrap", "cli"},
     "bootstrap": {"api", "worker", "services", "cli"},
     "services": {"cli"},
 }

@@ -48,6 +48,7 @@ class Claimed:
     signing_key: str
     domain_secret: str
     settings: SubscriptionSettings = DEFAULT_SETTINGS  # the subscription's own settings
+    traceparent: str | None = None  # the ingest request's W3C trace context, when traces were on
 
 
 @dataclass(frozen=True, slots=True)

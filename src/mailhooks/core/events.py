@@ -62,6 +62,7 @@ class NewEvent:
     occurred_at: float
     received_at: float
     payload: str
+    traceparent: str | None = None  # W3C trace context of the request that brought it (traces on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,7 @@ def build_events(
     domains: dict[str, Domain],
     now: float | None = None,
     many: bool = False,
+    traceparent: str | None = None,
 ) -> list[NewEvent]:
     """Canonical events for validated items; a domain this account does not own is "not found", an
     event whose canonical JSON is over ``MAX_EVENT_BYTES`` is invalid (``many``: the body was an array)."""
@@ -180,7 +182,8 @@ def build_events(
         if len(payload) > MAX_EVENT_BYTES:
             too_big.setdefault(str(index) if many else "body", []).append(
                 f"An event may not be larger than {MAX_EVENT_BYTES} bytes as JSON.")
-        out.append(NewEvent(event_id, account.id, domain.id, item.event_type, occurred, now, payload.decode()))
+        out.append(NewEvent(event_id, account.id, domain.id, item.event_type, occurred, now, payload.decode(),
+                            traceparent))
     if too_big:
         raise ValidationFailed(too_big)
     return out
@@ -250,12 +253,14 @@ class Intake:
         self._domains[(account.id, name)] = (now + self.DOMAIN_CACHE_SECONDS, found)
         return found
 
-    async def ingest(self, account: Account, body: object) -> tuple[list[str], bool, int]:
-        """Return the event ids in request order, whether the body was an array, and how many were new."""
+    async def ingest(self, account: Account, body: object, traceparent: str | None = None
+                     ) -> tuple[list[str], bool, int]:
+        """Return the event ids in request order, whether the body was an array, and how many were new.
+        ``traceparent``: the request's trace context, stored with each event (opaque text here)."""
         items, many = parse_events(body)
         domains: dict[str, Domain] = {}
         for name in {item.domain for item in items}:
             domains[name] = await self._domain(account, name)
-        events = build_events(account, items, domains, many=many)
+        events = build_events(account, items, domains, many=many, traceparent=traceparent)
         flags = await self.outbox.ingest(unique_events(events))
         return [e.event_id for e in events], many, sum(flags)

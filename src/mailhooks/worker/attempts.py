@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from mailhooks import metrics
+from mailhooks import metrics, tracing
 from mailhooks.config import Settings
 from mailhooks.core.deliveries import Claimed, DeliveryStatus
 from mailhooks.core.message_ids import message_id
@@ -75,7 +75,9 @@ class Attempts:
                 writer.release(job.id)
                 return
             body, headers = prepared.render(job.signing_key, message_id(self.message_id_key, job.id))
-            result = await self.sender.post(job.url, body, headers)
+            tracer = tracing.TRACER  # traces on: the send is a span, its context the traceparent header
+            result = await (self.sender.post(job.url, body, headers) if tracer is None
+                            else tracer.attempt(self.sender.post, job, body, headers))
             self.sent += 1
             outcome = attempt_outcome(job, result, headers, now=time.time(), schedule=self.settings.retry_schedule)
             metrics.ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
