@@ -108,7 +108,8 @@ class ProcessServices:
         if self._sender is not None:
             await self._sender.close()
         await self.store.close()
-        tracing.flush()
+        if tracing.TRACER is not None:  # off a hung collector's way: the export waits in a thread, bounded
+            await asyncio.to_thread(tracing.flush)
 
 
 def web_app(settings: Settings, *, dispatcher: bool = False, bootstrap_at: tuple[str, int] | None = None

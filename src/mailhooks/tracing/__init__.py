@@ -71,10 +71,13 @@ def disable() -> None:
     TRACER = None
 
 
+FLUSH_SECONDS = 5.0  # at shutdown, a collector that does not answer delays the exit this long at most
+
+
 def flush() -> None:
     """Export what is buffered (at process shutdown; the SDK also flushes at exit)."""
     if TRACER is not None:
-        TRACER.flush()
+        TRACER.flush(FLUSH_SECONDS)
 
 
 def traceparent() -> str | None:

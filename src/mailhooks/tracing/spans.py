@@ -83,8 +83,8 @@ class Tracer:
         self.propagator = TraceContextTextMapPropagator()
         self.latest: dict[int, SpanContext] = {}  # delivery id -> its claim's, then its attempt's span
 
-    def flush(self) -> None:
-        self.provider.force_flush()
+    def flush(self, timeout: float = 30.0) -> None:
+        self.provider.force_flush(int(timeout * 1000))
 
     def span_context(self, traceparent: str | None) -> SpanContext | None:
         """A stored or received ``traceparent`` as a span context (``None`` if absent or malformed)."""
