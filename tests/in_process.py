@@ -7,8 +7,9 @@ call on the app's own event loop and a failure's traceback is the test's. The ap
 own, in a thread, so that ordinary synchronous tests (and SDKs built on ``requests``) can call it, and so
 that its database connections and lookups live on one loop whichever test calls.
 
-What it does not start: the dispatcher. Tests that need deliveries made use a real ``mailhooks serve``
-(``tests.support.ServerProcess``) on the same database.
+What it does not start, unless asked (``dispatcher=True``, as ``mailhooks serve`` runs it): the
+dispatcher. Tests that need deliveries made use a real ``mailhooks serve`` (``tests.support.ServerProcess``)
+on the same database, or that (tests/test_traces.py: spans recorded in this process).
 """
 
 from __future__ import annotations
@@ -39,9 +40,9 @@ class InProcessApp:
 
     base_url = BASE_URL
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, dispatcher: bool = False) -> None:
         self.settings = settings
-        self.app = web_app(settings)
+        self.app = web_app(settings, dispatcher=dispatcher)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="in-process-app", daemon=True)
         self._state: dict[str, Any] = {}  # the lifespan state, copied into every request (as uvicorn does)

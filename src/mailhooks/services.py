@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from mailhooks import tracing
 from mailhooks.api.ratelimit import Budget, RateLimiter
 from mailhooks.api.state import UiServices
 from mailhooks.bootstrap import bootstrap
@@ -120,6 +121,8 @@ class ProcessServices:
         if self._sender is not None:
             await self._sender.close()
         await self.store.close()
+        if tracing.TRACER is not None:  # off a hung collector's way: the export waits in a thread, bounded
+            await asyncio.to_thread(tracing.flush)
 
 
 def web_app(settings: Settings, *, dispatcher: bool = False, bootstrap_at: tuple[str, int] | None = None
@@ -128,6 +131,8 @@ def web_app(settings: Settings, *, dispatcher: bool = False, bootstrap_at: tuple
     ``bootstrap_at``: the (host, port) the server listens on, for the first-run banner's curl lines;
     ``None`` skips bootstrap (tests that run the app in process)."""
     from mailhooks.api.app import create_app  # here: a lone worker need not load the web stack (~0.5 s)
+
+    tracing.enable_from_env()  # before the app is built: it adds the ingest span when traces are on
 
     @contextlib.asynccontextmanager
     async def open_services() -> AsyncIterator[ProcessServices]:
@@ -145,6 +150,7 @@ def web_app(settings: Settings, *, dispatcher: bool = False, bootstrap_at: tuple
 
 
 async def _work(settings: Settings) -> None:
+    tracing.enable_from_env()
     svc = ProcessServices.build(settings, cached_reads=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

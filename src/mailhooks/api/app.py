@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mailhooks import tracing
 from mailhooks.api import (
     audit,
     kirim,
@@ -158,6 +159,7 @@ def create_app(settings: Settings, open_services: ServicesFactory) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost of ours: every unexpected error is answered without dropping the connection.
     app.add_middleware(AnswerUnexpectedErrors, answer=_html_under_ui(_server_error))
+    tracing.instrument(app)  # traces on: the ingest request's span (outermost: it sees the answer's status)
 
     install_openapi(app)
     return app

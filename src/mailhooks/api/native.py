@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mailhooks import tracing
 from mailhooks.api.auth import grant_of, ingest_account, native_account
 from mailhooks.api.openapi.common import openapi_json
 from mailhooks.api.openapi.native import AUTH_ERRORS, ERRORS, INGEST_BODY, METRICS_RESPONSES
@@ -127,7 +128,8 @@ async def ingest_events(request: Request, account: Account = Depends(ingest_acco
     except orjson.JSONDecodeError as exc:
         message = TOO_DEEP if is_recursion_error(str(exc)) else "The body must be valid JSON."
         raise ValidationFailed.field("body", message) from exc
-    ids, _many, new = await svc.intake.ingest(account, body, only_domain=grant_of(request).domain)
+    ids, _many, new = await svc.intake.ingest(account, body, only_domain=grant_of(request).domain,
+                                              traceparent=tracing.traceparent())
     if svc.dispatcher is not None and new:
         svc.dispatcher.wake()
     return JSON({"ids": ids}, status_code=202)

@@ -51,6 +51,7 @@ class Claimed:
     # The account's key before its last rotation, which also signs while the send is before its end.
     previous_signing_key: str | None = None
     previous_key_until: float = 0.0
+    traceparent: str | None = None  # the ingest request's W3C trace context, when traces were on
 
 
 @dataclass(frozen=True, slots=True)

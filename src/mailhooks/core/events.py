@@ -68,6 +68,7 @@ class NewEvent:
     payload: str
     recipient: str | None = None  # lower-case, for the suppression lookup at intake
     suppression: Suppression | None = None  # the suppression this event adds (core.suppressions)
+    traceparent: str | None = None  # W3C trace context of the request that brought it (traces on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,7 @@ def build_events(
     domains: dict[str, Domain],
     now: float | None = None,
     many: bool = False,
+    traceparent: str | None = None,
 ) -> list[NewEvent]:
     """Canonical events for validated items; a domain this account does not own is "not found", an
     event whose canonical JSON is over ``MAX_EVENT_BYTES`` is invalid (``many``: the body was an array)."""
@@ -187,7 +189,8 @@ def build_events(
             too_big.setdefault(str(index) if many else "body", []).append(
                 f"An event may not be larger than {MAX_EVENT_BYTES} bytes as JSON.")
         out.append(NewEvent(event_id, account.id, domain.id, item.event_type, occurred, now, payload.decode(),
-                            recipient_of(item.fields), from_event(item.event_type, item.fields, occurred)))
+                            recipient_of(item.fields), from_event(item.event_type, item.fields, occurred),
+                            traceparent))
     if too_big:
         raise ValidationFailed(too_big)
     return out
@@ -267,16 +270,17 @@ class Intake:
         self._domains[(account.id, name)] = (now + self.DOMAIN_CACHE_SECONDS, found)
         return found
 
-    async def ingest(self, account: Account, body: object, only_domain: str | None = None
-                     ) -> tuple[list[str], bool, int]:
+    async def ingest(self, account: Account, body: object, only_domain: str | None = None,
+                     traceparent: str | None = None) -> tuple[list[str], bool, int]:
         """Return the event ids in request order, whether the body was an array, and how many were new.
-        ``only_domain``: the key may post for this domain only; another is answered as an unknown one."""
+        ``only_domain``: the key may post for this domain only; another is answered as an unknown one.
+        ``traceparent``: the request's trace context, stored with each event (opaque text here)."""
         items, many = parse_events(body)
         domains: dict[str, Domain] = {}
         for name in {item.domain for item in items}:
             domains[name] = await self._domain(account, name)
             if only_domain is not None and domains[name].name != only_domain:
                 raise DomainNotFound()
-        events = build_events(account, items, domains, many=many)
+        events = build_events(account, items, domains, many=many, traceparent=traceparent)
         flags = await self.outbox.ingest(unique_events(events))
         return [e.event_id for e in events], many, sum(flags)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mailhooks import tracing
 from mailhooks.core.deliveries import DeliveryStatus
 from mailhooks.core.events import NewEvent, targets_for
 from mailhooks.core.models import Webhook
@@ -64,7 +65,9 @@ class IntakeStore:
                 queued.append(item)
                 count += len(item[0])
             try:
-                flags = await self._write([e for item in queued for e in item[0]])
+                batch = [e for item in queued for e in item[0]]
+                tracer = tracing.TRACER
+                flags = await (self._write(batch) if tracer is None else tracer.ingest_transaction(self._write, batch))
             except Exception as exc:
                 for _, future in queued:
                     if not future.done():
@@ -91,7 +94,7 @@ class IntakeStore:
             params = [{"event_id": e.event_id, "account_id": e.account_id, "domain_id": e.domain_id,
                        "event_type": e.event_type, "occurred_at": e.occurred_at, "received_at": e.received_at,
                        "payload": marked_suppressed(e.payload) if (e.domain_id, e.recipient) in suppressed
-                       else e.payload} for e in events]
+                       else e.payload, "traceparent": e.traceparent} for e in events]
             for row in await conn.execute(stmt, params):
                 inserted[(row.domain_id, row.event_id)] = row.id
             await upsert(self.db, conn, [

@@ -121,6 +121,7 @@ events = Table(
     Column("occurred_at", Float, nullable=False),
     Column("received_at", Float, nullable=False),
     Column("payload", Text, nullable=False),  # canonical event-data JSON
+    Column("traceparent", String(55)),  # W3C context of the ingest request (traces on), parent of its attempts
     UniqueConstraint("domain_id", "event_id", name="uq_events_domain_event"),
     Index("ix_events_account_id", "account_id", "id"),  # the native API lists newest first by id
     Index("ix_events_received", "received_at"),  # retention

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Protocol
 
 import structlog
 
-from mailhooks import metrics
+from mailhooks import metrics, tracing
 from mailhooks.config import Settings
 from mailhooks.core.deliveries import Claimed, DeliveryStatus
 from mailhooks.core.masking import masked_headers
@@ -93,12 +94,15 @@ class Attempts:
             body, headers = prepared.render(job.signing_key, message_id(self.message_id_key, job.id),
                                             previous_key=job.previous_signing_key,
                                             previous_until=job.previous_key_until)
+            tracer = tracing.TRACER  # traces on: the send is a span, its context the traceparent header
             if own is DEFAULT_SETTINGS:
-                result = await self.sender.post(job.url, body, headers)
+                result = await (self.sender.post(job.url, body, headers) if tracer is None
+                                else tracer.attempt(self.sender.post, job, body, headers))
                 recorded, schedule = headers, self.settings.retry_schedule
             else:
                 sent, recorded = with_static_headers(headers, own.headers)
-                result = await self.sender.post(job.url, body, sent, own.timeout_seconds)
+                post = partial(self.sender.post, deadline=own.timeout_seconds)
+                result = await (post(job.url, body, sent) if tracer is None else tracer.attempt(post, job, body, sent))
                 schedule = own.retry_schedule or self.settings.retry_schedule
             self.sent += 1
             outcome = attempt_outcome(job, result, recorded, now=time.time(), schedule=schedule)

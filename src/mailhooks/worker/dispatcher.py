@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 import structlog
 
+from mailhooks import tracing
 from mailhooks.config import Settings
 from mailhooks.core.deliveries import Claimed
 from mailhooks.core.outcomes import unsent_outcome
@@ -66,7 +67,7 @@ def _budget(settings: Settings) -> tuple[int, int, int]:
 class Dispatcher:
     def __init__(self, store: Store, settings: Settings, policy: TargetPolicy) -> None:
         self.settings = settings
-        self.queue = delivery_queue(store)
+        self.queue = tracing.traced_queue(delivery_queue(store))  # traces on: claim and record spans
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.health = LoopHealth(settings.poll_interval)
         self.wakeups = Wakeups(store)

@@ -23,7 +23,8 @@ from mailhooks.db.operational import note_transitions, webhook_transitions
 CLAIM_COLUMNS = ("c.id, c.event_pk, c.webhook_id, c.attempts, c.lease_expires_at, e.event_id, e.event_type, "
                  "e.payload, w.url, w.payload_format, w.deleted_at, w.disabled_at, w.disabled_reason, "
                  "a.signing_key, dm.secret AS domain_secret, w.headers, w.filters, w.rate_limit_per_second, "
-                 "w.timeout_seconds, w.retry_schedule, w.ordering, a.previous_signing_key, a.previous_key_until")
+                 "w.timeout_seconds, w.retry_schedule, w.ordering, a.previous_signing_key, a.previous_key_until, "
+                 "e.traceparent")
 CLAIM_JOINS = ("JOIN events e ON e.id = c.event_pk JOIN webhooks w ON w.id = c.webhook_id "
                "JOIN accounts a ON a.id = e.account_id JOIN domains dm ON dm.id = e.domain_id")
 
@@ -38,7 +39,7 @@ def claimed(row: Any) -> Claimed:
         webhook_disabled_reason=(row[12] or "disabled") if disabled_at is not None else None,
         signing_key=row[13], domain_secret=row[14],
         settings=settings_from_columns(row[15], row[16], row[17], row[18], row[19], row[20]),
-        previous_signing_key=row[21], previous_key_until=row[22] or 0.0,
+        previous_signing_key=row[21], previous_key_until=row[22] or 0.0, traceparent=row[23],
     )
 
 
