@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailhooks.api import kirim, mailgun, native, ui
+from mailhooks.api import kirim, mailgun, native, sources, ui
 from mailhooks.api.auth import RateLimited, Unauthorized
 from mailhooks.api.bodies import BodyLimit
 from mailhooks.api.dialects import errors_for
@@ -124,6 +124,7 @@ def create_app(settings: Settings, open_services: ServicesFactory) -> FastAPI:
     app.include_router(mailgun.router)
     app.include_router(kirim.router)
     app.include_router(native.router)
+    app.include_router(sources.router)
     ui.install(app)
     app.add_exception_handler(CoreError, _html_under_ui(_core_error))
     app.add_exception_handler(Unauthorized, _html_under_ui(_unauthorized))

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from mailhooks.api.openapi import kirim, mailgun, native
+from mailhooks.api.openapi import kirim, mailgun, native, sources
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -26,6 +26,7 @@ def install_openapi(app: FastAPI) -> None:
         schemas.update(mailgun.SCHEMAS)
         schemas.update(kirim.SCHEMAS)
         schemas.update(native.SCHEMAS)
+        schemas.update(sources.SCHEMAS)
         components["securitySchemes"] = {"basicAuth": {"type": "http", "scheme": "basic"},
                                          "bearerAuth": {"type": "http", "scheme": "bearer"}}
         schema["security"] = [{"basicAuth": []}, {"bearerAuth": []}]

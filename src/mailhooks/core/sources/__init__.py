@@ -1,0 +1,20 @@
+"""Intake sources: the mail platforms' own event feeds, one small module per provider behind
+``base.SourceAdapter``. ``adapter_for`` hands out the one adapter of each provider (per process: the
+Mailgun adapter remembers recent signature tokens)."""
+
+from __future__ import annotations
+
+from mailhooks.core.sources.base import Provider, SourceAdapter
+from mailhooks.core.sources.mailgun import MailgunSource
+from mailhooks.core.sources.postmark import PostmarkSource
+from mailhooks.core.sources.sendgrid import SendGridSource
+
+ADAPTERS: dict[Provider, SourceAdapter] = {
+    Provider.MAILGUN: MailgunSource(),
+    Provider.SENDGRID: SendGridSource(),
+    Provider.POSTMARK: PostmarkSource(),
+}
+
+
+def adapter_for(provider: Provider) -> SourceAdapter:
+    return ADAPTERS[provider]
