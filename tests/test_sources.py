@@ -304,3 +304,25 @@ def test_postmark_refusals_are_4xx_and_counted(fast_server: ServerProcess, custo
     refused(fast_server, url, "postmark", "malformed", 400, json=[record], auth=auth)
     refused(fast_server, url, "postmark", "unknown_event", 400, json={**record, "RecordType": "Teleport"}, auth=auth)
     assert events(fast_server, customer) == {}
+
+
+# ---------------------------------------------------------------------- the command line
+@pytest.mark.parametrize("module_db", ["sqlite"], indirect=True)
+def test_cli_creates_a_source_the_provider_can_post_to(fast_server: ServerProcess, customer: Tenant,
+                                                       module_db: str) -> None:
+    from tests.test_cli import cli, one_json_line
+
+    made = one_json_line(cli(module_db, "sources", "create", customer.username, "--provider", "postmark",
+                             "--domain", customer.domain, "--base-url", fast_server.base_url, "--json"))
+    setup = urlsplit(made["setup"]["url"])
+    record = postmark_records("john@example.com")["Delivery"]
+    r = httpx.post(made["intake_url"], json=record, auth=(setup.username or "", setup.password or ""))
+    assert r.status_code == 200 and r.json()["new"] == 1
+    text = cli(module_db, "sources", "create", customer.username, "--provider", "mailgun", "--domain",
+               customer.domain, "--signing-key", MAILGUN_KEY).stdout
+    assert "provider webhook URL: http://127.0.0.1:8000/v1/sources/" in text
+    missing = cli(module_db, "sources", "create", customer.username, "--provider", "mailgun", "--domain",
+                  customer.domain, ok=False)
+    assert "signing_key" in missing.stderr
+    assert "Domain not found" in cli(module_db, "sources", "create", customer.username, "--provider", "postmark",
+                                     "--domain", "nope.example", ok=False).stderr
