@@ -326,3 +326,35 @@ def test_cli_creates_a_source_the_provider_can_post_to(fast_server: ServerProces
     assert "signing_key" in missing.stderr
     assert "Domain not found" in cli(module_db, "sources", "create", customer.username, "--provider", "postmark",
                                      "--domain", "nope.example", ok=False).stderr
+
+
+# ---------------------------------------------------------------------- the dashboard
+def test_dashboard_lists_creates_and_deletes_sources(fast_server: ServerProcess, customer: Tenant) -> None:
+    from tests.test_ui import sign_in_http
+
+    client, csrf = sign_in_http(fast_server, customer.api_key)
+    page = client.get("/ui/sources")
+    assert page.status_code == 200 and "No sources." in page.text and customer.domain in page.text
+    made = client.post("/ui/sources", data={"csrf": csrf, "provider": "postmark", "domain": customer.domain})
+    assert made.status_code == 200
+    shown = re.search(r'id="source-url">([^<]+)<', made.text)
+    assert shown is not None
+    setup = urlsplit(shown.group(1).replace("&amp;", "&"))
+    intake = f"{fast_server.base_url}{setup.path}"
+    r = httpx.post(intake, json=postmark_records("john@example.com")["Delivery"],
+                   auth=(setup.username or "", setup.password or ""))
+    assert r.status_code == 200 and r.json()["new"] == 1
+    listed = client.get("/ui/sources").text
+    guid = setup.path.split("/")[3]
+    assert guid in listed and (setup.password or "?") not in listed
+
+    refused_form = client.post("/ui/sources", data={"csrf": csrf, "provider": "mailgun", "domain": customer.domain},
+                               follow_redirects=True)
+    assert "The signing_key field is required" in refused_form.text
+    for hostile in ("%00", "a%00b", str(uuid.uuid4())):
+        assert client.post(f"/ui/sources/{hostile}/delete", data={"csrf": csrf}).status_code == 404
+    gone = client.post(f"/ui/sources/{guid}/delete", data={"csrf": csrf})
+    assert gone.status_code == 303
+    assert guid not in client.get("/ui/sources").text
+    assert httpx.post(intake, json={}).status_code == 404
+    client.close()

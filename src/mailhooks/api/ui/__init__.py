@@ -5,11 +5,11 @@ Thin, like every edge: subscription rules come from ``core.webhooks``, retry/rec
 live in ``db.dashboard``.
 
 One module per page: ``login`` (sign in/out), ``overview``, ``domains`` (a domain and its webhooks),
-``account_webhooks``, ``deliveries`` (the list, recover), ``delivery`` (one delivery, retry), ``settings``
-(signing key, API keys). Shared: ``session`` (sessions and CSRF as FastAPI dependencies), ``deps`` (the one
-place that reaches the services), ``rendering`` (templates, flash messages), ``errors`` (error pages),
-``inputs`` (reading query, path and form values), ``chart`` (the overview's SVG geometry), ``formatting``,
-``signing``, ``samples`` (test sends) and ``site`` (prefix, headers, cookies).
+``account_webhooks``, ``sources`` (intake sources), ``deliveries`` (the list, recover), ``delivery`` (one
+delivery, retry), ``settings`` (signing key, API keys). Shared: ``session`` (sessions and CSRF as FastAPI
+dependencies), ``deps`` (the one place that reaches the services), ``rendering`` (templates, flash messages),
+``errors`` (error pages), ``inputs`` (reading query, path and form values), ``chart`` (the overview's SVG
+geometry), ``formatting``, ``signing``, ``samples`` (test sends) and ``site`` (prefix, headers, cookies).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from mailhooks.api.ui import account_webhooks, deliveries, delivery, domains, login, overview, settings
+from mailhooks.api.ui import account_webhooks, deliveries, delivery, domains, login, overview, settings, sources
 from mailhooks.api.ui.errors import html_error
 from mailhooks.api.ui.rendering import PACKAGE, render
 from mailhooks.api.ui.session import BadCsrf, SignInRequired
@@ -25,7 +25,7 @@ from mailhooks.api.ui.site import PREFIX, is_ui_path
 
 __all__ = ["PREFIX", "html_error", "install", "is_ui_path", "render"]
 
-PAGES = (login, overview, domains, account_webhooks, deliveries, delivery, settings)
+PAGES = (login, overview, domains, account_webhooks, deliveries, delivery, settings, sources)
 
 
 def install(app: FastAPI) -> None:

@@ -8,6 +8,7 @@ request are stored in one transaction (a SendGrid batch is all or nothing).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,6 +40,9 @@ class Received:
     ids: list[str]
     new: int
     ignored: int
+
+
+GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class SourceNotFound(NotFound):
@@ -102,11 +106,12 @@ class Sources:
         return [describe(source) for source in await self.storage.list_sources(account.id)]
 
     async def delete(self, account: Account, guid: str) -> None:
-        if not await self.storage.delete_source(account.id, guid):
+        # A guid we never hand out (NUL, which PostgreSQL refuses in text, included) names no source.
+        if not GUID.fullmatch(guid) or not await self.storage.delete_source(account.id, guid):
             raise SourceNotFound()
 
     async def find(self, guid: str) -> Source:
-        source = await self.storage.get_source(guid)
+        source = await self.storage.get_source(guid) if GUID.fullmatch(guid) else None
         if source is None:
             raise SourceNotFound()
         return source
