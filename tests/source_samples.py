@@ -151,3 +151,88 @@ def postmark_records(recipient: str) -> dict[str, dict[str, Any]]:
                                "Origin": "Recipient", "SuppressSending": True,
                                "SuppressionReason": "ManualSuppression"},
     }
+
+
+# ---------------------------------------------------------------------- KumoMTA
+def kumo_record(kind: str, recipient: str, **extra: Any) -> dict[str, Any]:
+    """A log record of ``kind`` shaped like KumoMTA's log record reference."""
+    record: dict[str, Any] = {
+        "type": kind, "id": "1d98076abbbc11ed940250ebf67f93bd", "sender": "user@sender.example.com",
+        "recipient": recipient, "queue": "campaign:tenant@domain",
+        "site": "source2->(alt1|alt2|alt3|alt4)?.gmail-smtp-in.l.google.com.", "size": 1047,
+        "response": {"code": 250, "enhanced_code": {"class": 2, "subject": 0, "detail": 0},
+                     "content": "OK ids=8a5475ccbbc611eda12250ebf67f93bd", "command": "."},
+        "peer_address": {"name": "gmail-smtp-in.l.google.com.", "addr": "142.251.2.27"},
+        "timestamp": 1678069691, "created": 1678069691, "num_attempts": 0,
+        "bounce_classification": "Uncategorized", "egress_pool": "pool0", "egress_source": "source2",
+        "feedback_report": None, "meta": {"campaign_id": "spring-sale"},
+        "headers": {"Message-ID": "<8a5475cc.bbc6@sender.example.com>"},
+        "delivery_protocol": "ESMTP", "reception_protocol": "ESMTP", "nodeid": "557f3ad4-2c8c-11ee-976e-782d7e12e173",
+    }
+    record.update(extra)
+    return record
+
+
+def kumo_batch(recipient: str) -> list[dict[str, Any]]:
+    return [
+        kumo_record("Reception", recipient, site="", response={"code": 250, "enhanced_code": None,
+                                                               "content": "", "command": None}),
+        kumo_record("TransientFailure", recipient, num_attempts=1, response={
+            "code": 421, "enhanced_code": {"class": 4, "subject": 7, "detail": 0},
+            "content": "Try again later", "command": "."}),
+        kumo_record("Delivery", recipient, num_attempts=2),
+        kumo_record("Bounce", recipient, bounce_classification="InvalidRecipient", response={
+            "code": 550, "enhanced_code": {"class": 5, "subject": 1, "detail": 1},
+            "content": "The email account that you tried to reach does not exist.", "command": "."}),
+        kumo_record("Feedback", recipient, feedback_report={"feedback_type": "abuse"}),
+        kumo_record("Rejection", recipient),
+    ]
+
+
+# ---------------------------------------------------------------------- Postal
+class PostalSigner:
+    """An RSA key like a Postal server's signing key; ``public_key`` as its DKIM-style ``p=`` value."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        der = self.private.public_key().public_bytes(serialization.Encoding.DER,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.public_key = base64.b64encode(der).decode()
+
+    def sign(self, body: bytes, algorithm: hashes.HashAlgorithm) -> str:
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        return base64.b64encode(self.private.sign(body, padding.PKCS1v15(), algorithm)).decode()
+
+    def headers(self, body: bytes, sha256: bool = True) -> dict[str, str]:
+        out = {"Content-Type": "application/json", "X-Postal-Signature": self.sign(body, hashes.SHA1())}
+        if sha256:
+            out["X-Postal-Signature-256"] = self.sign(body, hashes.SHA256())
+        return out
+
+
+def postal_bodies(recipient: str) -> dict[str, bytes]:
+    """One webhook body of each Postal message event, shaped like Postal's webhook documentation."""
+    message = {"id": 12345, "token": "abcdef123", "direction": "outgoing",
+               "message_id": "5817a64332f44_4ec93ff59e79d154565eb@app34.mail", "to": recipient,
+               "from": "sales@awesomeapp.com", "subject": "Welcome to AwesomeApp", "timestamp": 1477945177.12994,
+               "spam_status": "NotSpam", "tag": "welcome"}
+    status = {"details": "Message sent by SMTP to aspmx.l.google.com (2a00:1450:400c:c0b::1b) (from 2a03:2800:0:1::2)",
+              "sent_with_ssl": True, "timestamp": 1477945177.12994, "time": 0.22, "message": message}
+    agent = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_12_0) AppleWebKit/537.36 (KHTML, like Gecko)"
+    payloads = {
+        "MessageSent": {**status, "status": "Sent", "output": "250 2.0.0 OK 1477944899 ly4si31532330wjb.4 - gsmtp"},
+        "MessageDelayed": {**status, "status": "SoftFail", "output": "421 4.7.0 Try again later"},
+        "MessageDeliveryFailed": {**status, "status": "HardFail", "output": "550 5.1.1 No such user"},
+        "MessageBounced": {"original_message": message, "bounce": {**message, "id": 12347, "direction": "incoming",
+                                                                   "to": "abcde@psrp.postal.yourdomain.com",
+                                                                   "from": "postmaster@someserver.com"}},
+        "MessageLinkClicked": {"url": "https://atech.media", "token": "VJzsFA0S", "ip_address": "185.22.208.2",
+                               "user_agent": agent, "message": message},
+        "MessageLoaded": {"ip_address": "185.22.208.2", "user_agent": agent, "message": message},
+        "MessageHeld": {**status, "status": "Held", "output": ""},
+    }
+    return {name: json.dumps({"event": name, "timestamp": 1477945177.12994, "uuid": str(uuid.uuid4()),
+                              "payload": payload}).encode() for name, payload in payloads.items()}

@@ -5,7 +5,9 @@ Mailgun adapter remembers recent signature tokens)."""
 from __future__ import annotations
 
 from mailhooks.core.sources.base import Provider, SourceAdapter
+from mailhooks.core.sources.kumomta import KumoMtaSource
 from mailhooks.core.sources.mailgun import MailgunSource
+from mailhooks.core.sources.postal import PostalSource
 from mailhooks.core.sources.postmark import PostmarkSource
 from mailhooks.core.sources.sendgrid import SendGridSource
 
@@ -13,6 +15,8 @@ ADAPTERS: dict[Provider, SourceAdapter] = {
     Provider.MAILGUN: MailgunSource(),
     Provider.SENDGRID: SendGridSource(),
     Provider.POSTMARK: PostmarkSource(),
+    Provider.KUMOMTA: KumoMtaSource(),
+    Provider.POSTAL: PostalSource(),
 }
 
 

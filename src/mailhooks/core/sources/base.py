@@ -15,6 +15,7 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -28,6 +29,8 @@ class Provider(StrEnum):
     MAILGUN = "mailgun"
     SENDGRID = "sendgrid"
     POSTMARK = "postmark"
+    KUMOMTA = "kumomta"
+    POSTAL = "postal"
 
 
 class Rejection(StrEnum):
@@ -122,6 +125,18 @@ def check_timestamp(value: str | int | float | None, now: float) -> None:
         raise SourceRejected(Rejection.SIGNATURE, "The signature timestamp is missing or not a number.")
     if abs(now - stamp) > MAX_SKEW_SECONDS:
         raise SourceRejected(Rejection.EXPIRED, "The signature timestamp is too far from now.")
+
+
+def epoch(value: object) -> float | None:
+    """A provider's time as epoch seconds: a number, or an ISO 8601 string (``Z`` or an offset)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
 
 
 def digest_id(prefix: str, value: object) -> str:

@@ -24,6 +24,10 @@ class SuppressionKind(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
 
 
+# Permanent failures that say nothing about the address: the platform gave up retrying (``old``, Mailgun's
+# word), or refused because the address is already suppressed.
+NOT_THE_ADDRESS = frozenset({"old", "suppress-bounce", "suppress-complaint", "suppress-unsubscribe"})
+
 FAIL_TYPE = {Severity.PERMANENT: "permanent_fail", Severity.TEMPORARY: "temporary_fail"}
 
 
@@ -35,6 +39,8 @@ def failure(severity: Severity) -> dict[str, str]:
 def suppression_kind(event: Mapping[str, Any]) -> SuppressionKind | None:
     """Whether a canonical event (stored event-data) should suppress its recipient, and why."""
     event_type = event.get("event")
+    if event.get("reason") in NOT_THE_ADDRESS:
+        return None
     if event_type == "permanent_fail" or (event_type in ("failed", "bounced")
                                           and event.get("severity") == Severity.PERMANENT):
         return SuppressionKind.BOUNCE

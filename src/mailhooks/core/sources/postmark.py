@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -24,6 +23,7 @@ from mailhooks.core.sources.base import (
     RequestParts,
     SourceRejected,
     digest_id,
+    epoch,
     load_json,
     new_secret,
     same_secret,
@@ -43,15 +43,6 @@ TIME_FIELDS = {"Delivery": "DeliveredAt", "Bounce": "BouncedAt", "SpamComplaint"
                "Open": "ReceivedAt", "Click": "ReceivedAt", "SubscriptionChange": "ChangedAt"}
 
 
-def _epoch(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def _client(record: dict[str, Any]) -> dict[str, Any]:
     client: dict[str, Any] = record["Client"] if isinstance(record.get("Client"), dict) else {}
     os_info: dict[str, Any] = record["OS"] if isinstance(record.get("OS"), dict) else {}
@@ -64,7 +55,7 @@ def _item(record: dict[str, Any]) -> dict[str, Any] | None:
     kind = record["RecordType"]
     recipient = record.get("Email") if kind in ("Bounce", "SpamComplaint") else record.get("Recipient")
     item: dict[str, Any] = {"id": digest_id("pm", record), "recipient": recipient,
-                            "timestamp": _epoch(record.get(TIME_FIELDS[kind])),
+                            "timestamp": epoch(record.get(TIME_FIELDS[kind])),
                             "source": {"provider": Provider.POSTMARK.value, "event": kind}}
     if text(record.get("MessageID")):
         item["message"] = {"headers": {"message-id": text(record.get("MessageID"))}}

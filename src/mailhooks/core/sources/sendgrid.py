@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mailhooks.core.errors import ValidationFailed
@@ -32,6 +32,7 @@ from mailhooks.core.sources.base import (
     text,
 )
 from mailhooks.core.sources.classify import Severity, failure
+from mailhooks.core.sources.keys import load_public_key
 
 SIGNATURE_HEADER = "x-twilio-email-event-webhook-signature"
 TIMESTAMP_HEADER = "x-twilio-email-event-webhook-timestamp"
@@ -51,15 +52,7 @@ MAX_EVENTS = 1000
 
 
 def load_key(value: str) -> ec.EllipticCurvePublicKey:
-    value = value.strip()
-    try:
-        if value.startswith("-----BEGIN"):
-            key = serialization.load_pem_public_key(value.encode())
-        else:
-            key = serialization.load_der_public_key(base64.b64decode(value, validate=True))
-    except (ValueError, binascii.Error, TypeError) as exc:
-        raise ValidationFailed.field("public_key", "The public_key is not an ECDSA public key (base64 DER or PEM).") \
-            from exc
+    key = load_public_key(value, "public_key")
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ValidationFailed.field("public_key", "The public_key must be an ECDSA public key.")
     return key
