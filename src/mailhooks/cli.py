@@ -237,10 +237,11 @@ def events_emit(
 @sources_app.command("create")
 def sources_create(
     username: str,
-    provider: str = typer.Option(..., "--provider", help="mailgun, sendgrid or postmark."),
+    provider: str = typer.Option(..., "--provider", help="mailgun, sendgrid, postmark, kumomta, postal or ses."),
     domain: str = typer.Option(..., "--domain", help="The account's domain the events belong to."),
     signing_key: str | None = typer.Option(None, "--signing-key", help="mailgun: the domain's webhook signing key."),
-    public_key: str | None = typer.Option(None, "--public-key", help="sendgrid: the Event Webhook verification key."),
+    public_key: str | None = typer.Option(None, "--public-key", help="sendgrid, postal: the provider's public key."),
+    topic_arn: str | None = typer.Option(None, "--topic-arn", help="ses: the SNS topic SES publishes to."),
     base_url: str = typer.Option("http://127.0.0.1:8000", "--base-url",
                                  help="Where the provider reaches mailhooks (the intake URL starts with it)."),
     as_json: bool = typer.Option(False, "--json"),
@@ -251,7 +252,8 @@ def sources_create(
     from mailhooks.db.intake import IntakeStore
     from mailhooks.db.sources import SourceStore
 
-    given = {"provider": provider, "domain": domain, "signing_key": signing_key, "public_key": public_key}
+    given = {"provider": provider, "domain": domain, "signing_key": signing_key, "public_key": public_key,
+             "topic_arn": topic_arn}
 
     async def work(store: Store) -> dict[str, Any]:
         owner = await store.get_account_by_username(username)

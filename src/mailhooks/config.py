@@ -52,6 +52,9 @@ class Settings:
     disable_after_seconds: float = 5 * 24 * 3600.0
     header_timeout: float = 10.0  # seconds for a request head to arrive whole (slowloris)
     session_secret: str | None = None  # signs /ui cookies; unset: random per process (sessions end with it)
+    # host[:port] besides Amazon's sns.<region>.amazonaws.com that SNS certificate and subscription URLs may
+    # name, over http too: for tests against a loopback stand-in only.
+    sns_cert_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -79,4 +82,6 @@ class Settings:
             disable_after_seconds=float(get("MAILHOOKS_DISABLE_AFTER_SECONDS") or 5 * 24 * 3600.0),
             header_timeout=float(get("MAILHOOKS_HEADER_TIMEOUT") or 10.0),
             session_secret=get("MAILHOOKS_SESSION_SECRET") or None,
+            sns_cert_hosts=tuple(h.strip().lower() for h in (get("MAILHOOKS_SNS_CERT_HOSTS") or "").split(",")
+                                 if h.strip()),
         )

@@ -30,6 +30,7 @@ from mailhooks.core.sources.base import Rejection, RequestParts, SourceRejected
 from mailhooks.core.sources.service import Sources
 from mailhooks.db.sources import SourceStore
 from mailhooks.metrics import SOURCE_EVENTS, SOURCE_REJECTIONS
+from mailhooks.sending.sns import SnsFetcher
 
 log = structlog.get_logger(__name__)
 
@@ -38,8 +39,13 @@ router = APIRouter(tags=["sources"])
 WHO_SENT_IT = (Rejection.SIGNATURE, Rejection.EXPIRED, Rejection.REPLAYED)
 
 
+_fetchers: dict[tuple[str, ...], SnsFetcher] = {}  # one per process (its certificate cache), per host setting
+
+
 def _sources(svc: Services) -> Sources:
-    return Sources(SourceStore(svc.store), svc.intake)
+    hosts = svc.settings.sns_cert_hosts
+    fetcher = _fetchers.setdefault(hosts, SnsFetcher(hosts))
+    return Sources(SourceStore(svc.store), svc.intake, fetcher.outside())
 
 
 @router.post("/v1/sources", status_code=201, responses={201: openapi_json("SourceCreated", "Created"), **ERRORS,
@@ -82,7 +88,7 @@ async def receive_events(request: Request, guid: str = PathParam(..., max_length
     provider = source.provider.value
     parts = RequestParts({k.lower(): v for k, v in request.headers.items()}, await request.body())
     try:
-        sources.verify(source, parts)
+        await sources.verify(source, parts)
         verdict = await svc.limiter.hit(source.account_guid, Budget.INGEST)
         if not verdict.allowed:
             raise RateLimited(verdict.retry_after, verdict.limit, verdict.remaining)

@@ -23,7 +23,9 @@ SCHEMAS: dict[str, Any] = {
             "domain": {"type": "string"},
             "signing_key": {"type": "string", "description": "mailgun: the domain's HTTP webhook signing key"},
             "public_key": {"type": "string",
-                           "description": "sendgrid: the Signed Event Webhook verification key (base64 DER or PEM)"},
+                           "description": "sendgrid: the Signed Event Webhook verification key (base64 DER or PEM);"
+                                          " postal: the server's RSA signing key (p= value or PEM)"},
+            "topic_arn": {"type": "string", "description": "ses: the SNS topic SES publishes to"},
         },
         "required": ["provider", "domain"],
     },
@@ -52,14 +54,16 @@ CREATE_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"ap
     "schema": {"$ref": "#/components/schemas/SourceIn"}}}}}
 INTAKE: dict[str, Any] = {
     "security": [],
-    "requestBody": {"required": True, "description": "the provider's own webhook body (Mailgun: JSON object; "
-                                                     "SendGrid: JSON array; Postmark: JSON object)",
+    "requestBody": {"required": True,
+                    "description": "the provider's own webhook body (Mailgun, Postmark, Postal: a JSON object; "
+                                   "SendGrid: a JSON array; KumoMTA: a record or an array; SES: the SNS message)",
                     "content": {"application/json": {"schema": {}}}},
 }
 INTAKE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: openapi_json("SourceReceived", "Stored (or already known)"),
     400: openapi_json("NativeError", "Malformed body or unknown event"),
     401: openapi_json("NativeError", "Bad signature, credentials, or an expired timestamp"),
+    502: openapi_json("NativeError", "The provider's signing certificate could not be fetched (SES): retry"),
     404: openapi_json("NativeError", "No such source"),
     413: openapi_json("NativeError", "Body too large"),
     429: openapi_json("NativeError", "Too many requests"),

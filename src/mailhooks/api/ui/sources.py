@@ -24,7 +24,7 @@ from mailhooks.core.sources.service import Sources
 from mailhooks.db.sources import SourceStore
 
 PAGE = f"{PREFIX}/sources"
-FIELDS = ("provider", "domain", "signing_key", "public_key")
+FIELDS = ("provider", "domain", "signing_key", "public_key", "topic_arn")
 
 router = APIRouter()
 

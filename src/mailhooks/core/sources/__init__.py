@@ -10,6 +10,7 @@ from mailhooks.core.sources.mailgun import MailgunSource
 from mailhooks.core.sources.postal import PostalSource
 from mailhooks.core.sources.postmark import PostmarkSource
 from mailhooks.core.sources.sendgrid import SendGridSource
+from mailhooks.core.sources.ses import SesSource
 
 ADAPTERS: dict[Provider, SourceAdapter] = {
     Provider.MAILGUN: MailgunSource(),
@@ -17,6 +18,7 @@ ADAPTERS: dict[Provider, SourceAdapter] = {
     Provider.POSTMARK: PostmarkSource(),
     Provider.KUMOMTA: KumoMtaSource(),
     Provider.POSTAL: PostalSource(),
+    Provider.SES: SesSource(),
 }
 
 

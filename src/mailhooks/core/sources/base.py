@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -31,6 +31,7 @@ class Provider(StrEnum):
     POSTMARK = "postmark"
     KUMOMTA = "kumomta"
     POSTAL = "postal"
+    SES = "ses"
 
 
 class Rejection(StrEnum):
@@ -42,10 +43,14 @@ class Rejection(StrEnum):
     MALFORMED = "malformed"  # not the provider's JSON shape
     UNKNOWN_EVENT = "unknown_event"  # an event name the provider does not document
     INVALID = "invalid"  # the mapped event failed mailhooks' own validation
+    CERTIFICATE = "certificate"  # the provider's signing certificate could not be fetched (try again)
 
     @property
     def status(self) -> int:
-        """401 for anything about who sent it; 400 for what was sent."""
+        """401 for anything about who sent it; 400 for what was sent; 502 when the provider's own
+        certificate host failed us (the provider should retry)."""
+        if self is Rejection.CERTIFICATE:
+            return 502
         return 401 if self in (Rejection.SIGNATURE, Rejection.EXPIRED, Rejection.REPLAYED) else 400
 
 
@@ -71,6 +76,16 @@ class Parsed:
 
     items: list[dict[str, Any]]
     ignored: int = 0
+    confirm_url: str | None = None  # a subscription the provider asks to confirm by fetching this URL (SNS)
+
+
+@dataclass(frozen=True, slots=True)
+class Outside:
+    """What an adapter may reach outside the request: ``fetch(url)`` GETs a URL the adapter has checked
+    (an SNS signing certificate, a subscription confirmation) and returns the body."""
+
+    fetch: Callable[[str], Awaitable[bytes]]
+    sns_hosts: tuple[str, ...] = ()  # MAILHOOKS_SNS_CERT_HOSTS: loopback stand-ins for Amazon SNS (tests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +114,8 @@ class SourceAdapter(Protocol):
         them there) and the settings to choose."""
         ...
 
-    def verify(self, parts: RequestParts, stored: Mapping[str, Any], now: float | None = None) -> None:
+    async def verify(self, parts: RequestParts, stored: Mapping[str, Any], outside: Outside,
+                     now: float | None = None) -> None:
         """Raise ``SourceRejected`` unless the request is the provider's (``now``: epoch seconds, default the clock)."""
         ...
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from mailhooks.core.sources.base import (
     Configured,
+    Outside,
     Parsed,
     Provider,
     Rejection,
@@ -103,7 +104,8 @@ class KumoMtaSource:
                 "instructions": "In KumoMTA, send the log hook's records to this URL (one record per POST, or a "
                                 "JSON array) with this Authorization header. The secret is shown only now."}
 
-    def verify(self, parts: RequestParts, stored: Mapping[str, Any], now: float | None = None) -> None:
+    async def verify(self, parts: RequestParts, stored: Mapping[str, Any], outside: Outside,
+                     now: float | None = None) -> None:
         scheme, _, secret = parts.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not same_secret(secret.strip(), stored["secret_sha256"]):
             raise SourceRejected(Rejection.SIGNATURE, "The Authorization header is missing or wrong.")

@@ -20,6 +20,7 @@ from mailhooks.core.errors import ValidationFailed
 from mailhooks.core.sources.base import (
     MAX_SKEW_SECONDS,
     Configured,
+    Outside,
     Parsed,
     Provider,
     Rejection,
@@ -77,7 +78,8 @@ class MailgunSource:
         return {"url": intake_url, "events": sorted(k for k, v in EVENTS.items() if v is not None),
                 "instructions": "In Mailgun, add this URL as the domain's webhook for each event to forward."}
 
-    def verify(self, parts: RequestParts, stored: Mapping[str, Any], now: float | None = None) -> None:
+    async def verify(self, parts: RequestParts, stored: Mapping[str, Any], outside: Outside,
+                     now: float | None = None) -> None:
         now = time.time() if now is None else now
         body = load_json(parts.body)
         signature = body.get("signature") if isinstance(body, dict) else None

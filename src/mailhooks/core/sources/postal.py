@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from mailhooks.core.errors import ValidationFailed
 from mailhooks.core.sources.base import (
     Configured,
+    Outside,
     Parsed,
     Provider,
     Rejection,
@@ -100,7 +101,8 @@ class PostalSource:
         return {"url": intake_url, "events": sorted(k for k, v in EVENTS.items() if v is not None),
                 "instructions": "In Postal, add a webhook to the mail server with this URL and the events to forward."}
 
-    def verify(self, parts: RequestParts, stored: Mapping[str, Any], now: float | None = None) -> None:
+    async def verify(self, parts: RequestParts, stored: Mapping[str, Any], outside: Outside,
+                     now: float | None = None) -> None:
         sha256, sha1 = parts.headers.get(SHA256_HEADER), parts.headers.get(SHA1_HEADER)
         signature, algorithm = (sha256, hashes.SHA256()) if sha256 else (sha1, hashes.SHA1())  # noqa: S303
         if not signature:

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from mailhooks.core.sources.base import (
     Configured,
+    Outside,
     Parsed,
     Provider,
     Rejection,
@@ -125,7 +126,8 @@ class PostmarkSource:
                 "instructions": "In Postmark, add this URL (it carries the credentials) as a webhook of the "
                                 "message stream and tick the events to forward. The password is shown only now."}
 
-    def verify(self, parts: RequestParts, stored: Mapping[str, Any], now: float | None = None) -> None:
+    async def verify(self, parts: RequestParts, stored: Mapping[str, Any], outside: Outside,
+                     now: float | None = None) -> None:
         scheme, _, value = parts.headers.get("authorization", "").partition(" ")
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode() if scheme.lower() == "basic" else ""

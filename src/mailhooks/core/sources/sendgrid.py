@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mailhooks.core.errors import ValidationFailed
 from mailhooks.core.sources.base import (
     Configured,
+    Outside,
     Parsed,
     Provider,
     Rejection,
@@ -122,7 +123,8 @@ class SendGridSource:
                 "instructions": "In SendGrid, set this URL as the Event Webhook's HTTP Post URL and turn on "
                                 "Signed Event Webhook Requests."}
 
-    def verify(self, parts: RequestParts, stored: Mapping[str, Any], now: float | None = None) -> None:
+    async def verify(self, parts: RequestParts, stored: Mapping[str, Any], outside: Outside,
+                     now: float | None = None) -> None:
         now = time.time() if now is None else now
         signature, timestamp = parts.headers.get(SIGNATURE_HEADER), parts.headers.get(TIMESTAMP_HEADER)
         if not signature or not timestamp:

@@ -19,7 +19,7 @@ from mailhooks.core.events import Intake
 from mailhooks.core.models import Account
 from mailhooks.core.ports import DomainLookup
 from mailhooks.core.sources import adapter_for
-from mailhooks.core.sources.base import Provider, Rejection, RequestParts, SourceRejected
+from mailhooks.core.sources.base import Outside, Provider, Rejection, RequestParts, SourceRejected
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +84,15 @@ def intake_path(guid: str) -> str:
     return f"/v1/sources/{guid}/events"
 
 
+async def _nothing_outside(url: str) -> bytes:
+    raise SourceRejected(Rejection.SIGNATURE, "This process cannot fetch provider certificates.")
+
+
 class Sources:
-    def __init__(self, storage: SourceStorage, intake: Intake) -> None:
+    def __init__(self, storage: SourceStorage, intake: Intake, outside: Outside | None = None) -> None:
         self.storage = storage
         self.intake = intake
+        self.outside = outside or Outside(_nothing_outside)
 
     async def create(self, account: Account, given: Mapping[str, Any], base_url: str) -> dict[str, Any]:
         """Make a source; the answer has what the operator enters at the provider (shown this once)."""
@@ -116,13 +121,15 @@ class Sources:
             raise SourceNotFound()
         return source
 
-    def verify(self, source: Source, parts: RequestParts, now: float | None = None) -> None:
+    async def verify(self, source: Source, parts: RequestParts, now: float | None = None) -> None:
         """``SourceRejected`` unless the provider sent it (by its own scheme, with the source's settings)."""
-        adapter_for(source.provider).verify(parts, source.config, now)
+        await adapter_for(source.provider).verify(parts, source.config, self.outside, now)
 
     async def receive(self, source: Source, body: bytes) -> Received:
         """Parse and ingest the body of a verified request (``SourceRejected`` when refused)."""
         parsed = adapter_for(source.provider).parse(body)
+        if parsed.confirm_url is not None:
+            await self.outside.fetch(parsed.confirm_url)
         if not parsed.items:
             return Received([], 0, parsed.ignored)
         account = await self.storage.get_account(source.account_id)
