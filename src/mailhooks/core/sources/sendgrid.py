@@ -93,8 +93,6 @@ def _item(event: dict[str, Any]) -> dict[str, Any] | None:
             item["bounce-classification"] = event["bounce_classification"]
     elif name == "deferred":
         item.update(failure(Severity.TEMPORARY))
-    elif name == "dropped":
-        item["severity"] = Severity.PERMANENT.value
     if isinstance(event.get("url"), str):
         item["url"] = event["url"]
     if isinstance(event.get("ip"), str):
