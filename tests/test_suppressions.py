@@ -142,11 +142,14 @@ def test_events_feed_the_lists_and_flag_later_events(server: ServerProcess, tena
     emit(server, tenant, "unsubscribed", "dave@example.com", tags=["newsletter"])
     emit(server, tenant, "complained", "erin@example.com")
     emit(server, tenant, "delivered", "nobody", severity="x")  # not an address: no entry, no error
+    emit(server, tenant, "permanent_fail", "frank@example.com", reason="old")  # expired in the queue: not the address
 
     bounce = mg.bounces.get(domain=dom, bounce_address="bob@example.com").json()
     assert (bounce["code"], bounce["error"]) == ("550", "5.1.1 mailbox unavailable")
-    assert mg.unsubscribes.get(domain=dom, unsubscribe_address="dave@example.com").json()["tags"] == ["newsletter"]
+    # From everything: an event cannot tell a tag's unsubscribe link from a global one.
+    assert mg.unsubscribes.get(domain=dom, unsubscribe_address="dave@example.com").json()["tags"] == ["*"]
     assert mg.complaints.get(domain=dom, complaint_address="erin@example.com").status_code == 200
+    assert mg.bounces.get(domain=dom, bounce_address="frank@example.com").status_code == 404
 
     emit(server, tenant, "delivered", "bob@example.com")
     emit(server, tenant, "delivered", "carol@example.com")

@@ -28,11 +28,13 @@ accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 domains_app = typer.Typer(help="Sending domains.", no_args_is_help=True)
 events_app = typer.Typer(help="Events.", no_args_is_help=True)
+sources_app = typer.Typer(help="Intake sources: a mail platform's own webhooks into a domain.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(domains_app, name="domains")
 app.add_typer(events_app, name="events")
+app.add_typer(sources_app, name="sources")
 
 T = TypeVar("T")
 
@@ -265,6 +267,40 @@ def events_emit(
     emitted, new = _with_store(work)
     _print({"id": emitted, "ids": [emitted], "new": new}, as_json,
            f"event {emitted} {'accepted' if new else 'already known (not delivered again)'}")
+
+
+@sources_app.command("create")
+def sources_create(
+    username: str,
+    provider: str = typer.Option(..., "--provider", help="mailgun, sendgrid, postmark, kumomta, postal or ses."),
+    domain: str = typer.Option(..., "--domain", help="The account's domain the events belong to."),
+    signing_key: str | None = typer.Option(None, "--signing-key", help="mailgun: the domain's webhook signing key."),
+    public_key: str | None = typer.Option(None, "--public-key", help="sendgrid, postal: the provider's public key."),
+    topic_arn: str | None = typer.Option(None, "--topic-arn", help="ses: the SNS topic SES publishes to."),
+    base_url: str = typer.Option("http://127.0.0.1:8000", "--base-url",
+                                 help="Where the provider reaches mailhooks (the intake URL starts with it)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Create an intake source for USERNAME's DOMAIN; prints what to enter at the provider (credentials once)."""
+    from mailhooks.core.events import Intake
+    from mailhooks.core.sources.service import Sources
+    from mailhooks.db.intake import IntakeStore
+    from mailhooks.db.sources import SourceStore
+
+    given = {"provider": provider, "domain": domain, "signing_key": signing_key, "public_key": public_key,
+             "topic_arn": topic_arn}
+
+    async def work(store: Store) -> dict[str, Any]:
+        owner = await store.get_account_by_username(username)
+        if owner is None:
+            raise CoreError(f"no account {username!r}")
+        sources = Sources(SourceStore(store), Intake(store, IntakeStore(store)))
+        return await sources.create(owner, {k: v for k, v in given.items() if v is not None}, base_url)
+
+    created = _with_store(work)  # a bad provider or key, or a foreign domain: "error: …", exit 1
+    setup = created["setup"]
+    _print(created, as_json, f"source {created['guid']} ({created['provider']}, {created['domain']})\n"
+                             f"provider webhook URL: {setup['url']}\n{setup['instructions']}")
 
 
 def main() -> None:

@@ -80,6 +80,9 @@ class Settings:
     smtp_url: str | None = None  # smtp://[user:password@]host[:port] or smtps://…; unset: no email alerts
     alert_from: str = "mailhooks@localhost"
     alert_interval: float = 3600.0  # at most one alert email per subscription this often; the rest in a digest
+    # host[:port] besides Amazon's sns.<region>.amazonaws.com that SNS certificate and subscription URLs may
+    # name, over http too: for tests against a loopback stand-in only.
+    sns_cert_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -114,4 +117,6 @@ class Settings:
             smtp_url=get("MAILHOOKS_SMTP_URL") or None,
             alert_from=get("MAILHOOKS_ALERT_FROM") or cls.alert_from,
             alert_interval=float(get("MAILHOOKS_ALERT_INTERVAL") or 3600.0),
+            sns_cert_hosts=tuple(h.strip().lower() for h in (get("MAILHOOKS_SNS_CERT_HOSTS") or "").split(",")
+                                 if h.strip()),
         )

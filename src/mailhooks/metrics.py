@@ -95,3 +95,16 @@ class QueueFigures:
         DUE_BACKLOG.set(self.due)
         OLDEST_DUE_AGE.set(max(0.0, time.time() - self.oldest) if self.oldest is not None else 0.0)
         QUEUE_FIGURES_AGE.set(time.monotonic() - self.counted_at if self.counted_at else 0.0)
+
+SOURCE_REJECTIONS = Counter(
+    "mailhooks_source_rejections_total",
+    "Intake requests of a mail platform's feed refused, by provider and reason: signature, expired, replayed,"
+    " malformed, unknown_event, invalid.",
+    ["provider", "reason"],
+)
+SOURCE_EVENTS = Counter(
+    "mailhooks_source_events_total",
+    "Events received from a mail platform's feed, by provider and outcome: new, repeat (already known), ignored"
+    " (documented by the provider, no mailhooks type).",
+    ["provider", "outcome"],
+)

@@ -23,6 +23,7 @@ from mailhooks.api import (
     operational,
     replays,
     signing_key,
+    sources,
     subscriptions,
     suppressions,
     ui,
@@ -147,6 +148,7 @@ def create_app(settings: Settings, open_services: ServicesFactory) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(operational.router)
     app.include_router(replays.router)
+    app.include_router(sources.router)
     ui.install(app)
     app.add_exception_handler(CoreError, _html_under_ui(_core_error))
     app.add_exception_handler(Unauthorized, _html_under_ui(_unauthorized))

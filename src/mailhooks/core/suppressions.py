@@ -2,8 +2,9 @@
 
 Two ways in, one rule each:
 - by hand, through Mailgun's suppressions API (``parse_entries`` validates what a client sends);
-- from events: a permanent failure adds a bounce, an unsubscribe an unsubscribe, a complaint a complaint
-  (``from_event``), in the same transaction that stores the event.
+- from events, native or from an intake source: a permanent failure adds a bounce, an unsubscribe an
+  unsubscribe (from every tag), a complaint a complaint (``suppression_kind``, ``from_event``), in the same
+  transaction that stores the event.
 
 Addresses are compared case-insensitively (stored lower-case), as mail platforms do. A later event for a
 suppressed recipient carries ``"suppressed": true`` in its event data, so subscriptions can filter it.
@@ -27,15 +28,9 @@ class SuppressionKind(enum.StrEnum):
     COMPLAINT = "complaint"
 
 
-# Which event adds which suppression (canonical types; ``bounced`` and ``failed`` are Kirim's words for a
-# permanent failure).
-EVENT_KINDS: Mapping[str, SuppressionKind] = {
-    "permanent_fail": SuppressionKind.BOUNCE,
-    "bounced": SuppressionKind.BOUNCE,
-    "failed": SuppressionKind.BOUNCE,
-    "unsubscribed": SuppressionKind.UNSUBSCRIBE,
-    "complained": SuppressionKind.COMPLAINT,
-}
+# Permanent failures that say nothing about the address: the platform gave up retrying (``old``, Mailgun's
+# word), or refused because the address is already suppressed.
+NOT_THE_ADDRESS = frozenset({"old", "suppress-bounce", "suppress-complaint", "suppress-unsubscribe"})
 
 MAX_ADDRESS = 254
 MAX_ERROR = 1024
@@ -136,9 +131,28 @@ def parse_entries(kind: SuppressionKind, items: Sequence[object], now: float) ->
     return out
 
 
+def suppression_kind(event_type: str, fields: Mapping[str, Any]) -> SuppressionKind | None:
+    """Whether an event should suppress its recipient, and why: the one rule for native ingest and every
+    intake source. A permanent failure is a bounce unless its reason says nothing about the address (it
+    expired in the queue, or was refused as already suppressed). ``failed`` (Kirim's word, and the intake
+    sources' "the platform refused to send") is a bounce only when marked permanent; ``bounced`` unless
+    marked temporary."""
+    if fields.get("reason") in NOT_THE_ADDRESS:
+        return None
+    severity = fields.get("severity")
+    if (event_type == "permanent_fail" or (event_type == "failed" and severity == "permanent")
+            or (event_type == "bounced" and severity != "temporary")):
+        return SuppressionKind.BOUNCE
+    if event_type == "complained":
+        return SuppressionKind.COMPLAINT
+    if event_type == "unsubscribed":
+        return SuppressionKind.UNSUBSCRIBE
+    return None
+
+
 def from_event(event_type: str, fields: Mapping[str, Any], occurred_at: float) -> Suppression | None:
     """The suppression an incoming event implies, if any (a recipient that is not an address implies none)."""
-    kind = EVENT_KINDS.get(event_type)
+    kind = suppression_kind(event_type, fields)
     recipient = fields.get("recipient")
     if kind is None or not isinstance(recipient, str):
         return None
@@ -155,9 +169,9 @@ def from_event(event_type: str, fields: Mapping[str, Any], occurred_at: float) -
         return Suppression(kind, address, occurred_at, code=str(code) if known else DEFAULT_BOUNCE_CODE,
                            error=str(message)[:MAX_ERROR])
     if kind is SuppressionKind.UNSUBSCRIBE:
-        tags = fields.get("tags")
-        listed = tuple(t[:MAX_TAG] for t in tags if isinstance(t, str))[:MAX_TAGS] if isinstance(tags, list) else ()
-        return Suppression(kind, address, occurred_at, tags=listed or (ALL_TAGS,))
+        # From everything: an event cannot tell a tag's unsubscribe link from a global one (a SendGrid global
+        # unsubscribe carries the message's categories as tags), and a missed unsubscribe is the worse error.
+        return Suppression(kind, address, occurred_at, tags=(ALL_TAGS,))
     return Suppression(kind, address, occurred_at)
 
 

@@ -298,3 +298,17 @@ replays = Table(
     Index("ix_replays_account_id", "account_id", "id"),
     Index("ix_replays_state", "state"),
 )
+
+# Intake sources (``core.sources``): a mail platform's own event feed into one domain of an account. ``config``
+# is the provider's settings as JSON (a Mailgun signing key, a SendGrid public key, a Postmark password hash).
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),
+    Column("guid", String(36), nullable=False, unique=True),
+    Column("account_id", PK, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("domain_id", PK, ForeignKey("domains.id", ondelete="CASCADE"), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("config", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

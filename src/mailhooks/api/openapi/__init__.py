@@ -19,6 +19,7 @@ from mailhooks.api.openapi import (
     operational,
     replays,
     signing_key,
+    sources,
     subscriptions,
     suppressions,
 )
@@ -42,6 +43,7 @@ def install_openapi(app: FastAPI) -> None:
         schemas.update(audit.SCHEMAS)
         schemas.update(operational.SCHEMAS)
         schemas.update(replays.SCHEMAS)
+        schemas.update(sources.SCHEMAS)
         components["securitySchemes"] = {"basicAuth": {"type": "http", "scheme": "basic"},
                                          "bearerAuth": {"type": "http", "scheme": "bearer"}}
         schema["security"] = [{"basicAuth": []}, {"bearerAuth": []}]

@@ -5,9 +5,9 @@ Thin, like every edge: subscription rules come from ``core.webhooks``, retry/rec
 live in ``db.dashboard``.
 
 One module per page: ``login`` (sign in/out), ``overview``, ``domains`` (a domain and its webhooks),
-``account_webhooks``, ``deliveries`` (the list, recover), ``delivery`` (one delivery, retry), ``replays``
-(start one, see progress), ``settings`` (signing key, API keys, alerts), ``subscription_settings`` (one
-subscription's headers, filters, timeout, retries), ``audit`` (the audit log).
+``account_webhooks``, ``sources`` (intake sources), ``deliveries`` (the list, recover), ``delivery`` (one
+delivery, retry), ``replays`` (start one, see progress), ``settings`` (signing key, API keys, alerts),
+``subscription_settings`` (one subscription's headers, filters, timeout, retries), ``audit`` (the audit log).
 
 Shared: ``session`` (sessions and CSRF as FastAPI dependencies), ``deps`` (the one
 place that reaches the services), ``rendering`` (templates, flash messages), ``errors`` (error pages),
@@ -31,6 +31,7 @@ from mailhooks.api.ui import (
     overview,
     replays,
     settings,
+    sources,
     subscription_settings,
 )
 from mailhooks.api.ui.errors import html_error
@@ -41,8 +42,8 @@ from mailhooks.core.scopes import Need
 
 __all__ = ["PREFIX", "html_error", "install", "is_ui_path", "render"]
 
-PAGES = (login, overview, domains, account_webhooks, deliveries, delivery, replays, settings, subscription_settings,
-         audit)
+PAGES = (login, overview, domains, account_webhooks, sources, deliveries, delivery, replays, settings,
+         subscription_settings, audit)
 
 
 def install(app: FastAPI) -> None:
