@@ -1,6 +1,6 @@
 """suppressions
 
-Revision ID: 0013
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-01 01:40:00
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0013'
+revision = '0008'
 down_revision = '0007'
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """webhook pace
 
-Revision ID: 0008p
-Revises: 0011
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-01 01:30:00
 
 - ``webhook_pace``: for a subscription with a rate limit or FIFO ordering, the earliest start of its next
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0008p'
-down_revision = '0011'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

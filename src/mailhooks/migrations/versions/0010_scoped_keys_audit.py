@@ -1,7 +1,7 @@
 """scoped API keys and the audit log
 
-Revision ID: 0011
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-01 01:40:00
 
 - ``api_keys``: ``scope`` (``'admin'`` for every existing key: they keep doing everything) and
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0011'
-down_revision = '0008'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

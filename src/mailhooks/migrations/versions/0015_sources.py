@@ -1,7 +1,7 @@
 """intake sources
 
-Revision ID: 0012
-Revises: 0012t
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-01 01:40:00
 
 - ``sources``: a mail platform's own event feed (Mailgun, SendGrid, Postmark webhooks) into one domain of an
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0012'
-down_revision = '0012t'
+revision = '0015'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 

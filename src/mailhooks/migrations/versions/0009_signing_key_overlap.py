@@ -1,7 +1,7 @@
 """signing key overlap
 
-Revision ID: 0008
-Revises: 0013
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-01 01:30:00
 
 - ``accounts``: the signing key before the last rotation and until when it still signs deliveries
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0008'
-down_revision = '0013'
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """event traceparent
 
-Revision ID: 0012t
-Revises: 0010
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-01 01:40:00
 
 - ``events.traceparent``: the W3C trace context of the ingest request that stored the event, written
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0012t'
-down_revision = '0010'
+revision = '0014'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """operational events and email alerts
 
-Revision ID: 0009
-Revises: 0008p
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01 01:30:00
 
 - ``operational_events``: webhook.disabled / failing / recovered and delivery.exhausted, written with the
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009'
-down_revision = '0008p'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
