@@ -259,7 +259,7 @@ def test_listing_covers_every_dialect_and_pages(srv: ServerProcess, customer: Te
     assert listed["next_cursor"] is None
     item = next(i for i in listed["items"] if i["guid"] == kirim_guid)
     assert item == {**item, "state": "enabled", "disabled_reason": None, "payload_format": "kirim", "headers": {},
-                    "filters": {"tags": [], "recipient_domains": [], "user_variables": {}},
+                    "filters": {"tags": [], "recipient_domains": [], "user_variables": {}, "suppressed": None},
                     "rate_limit_per_second": None, "timeout_seconds": None, "retry_schedule": None,
                     "ordering": "none"}
     opened = httpx.get(f"{srv.base_url}/v1/subscriptions", params={"event_type": "opened", "domain": customer.domain},

@@ -5,6 +5,7 @@ against a real ``mailhooks serve``, on SQLite and PostgreSQL; the lists fed by e
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -162,3 +163,32 @@ def test_events_feed_the_lists_and_flag_later_events(server: ServerProcess, tena
     emit(server, tenant, "delivered", "bob@example.com")
     last = json.loads(receiver.wait_for(path, 4)[-1].body)["event-data"]
     assert last["recipient"] == "bob@example.com" and "suppressed" not in last
+
+
+def test_subscriptions_filter_on_the_suppressed_flag(server: ServerProcess, tenant: Tenant, receiver: Receiver,
+                                                     mg: Client) -> None:
+    dom = tenant.domain
+    clean, flagged = f"/clean-{tenant.username}", f"/flagged-{tenant.username}"
+    r = mg.domains_webhooks.create(domain=dom, data={"id": "delivered", "url": [receiver.url(clean),
+                                                                                receiver.url(flagged)]})
+    assert r.status_code == 200, r.text
+    native = {"Authorization": f"Bearer {tenant.api_key}"}
+    listed = httpx.get(f"{server.base_url}/v1/subscriptions", params={"domain": dom}, headers=native).json()
+    guids = {item["url"]: item["guid"] for item in listed["items"]}
+    for path, wanted in ((clean, False), (flagged, True)):
+        r = httpx.patch(f"{server.base_url}/v1/subscriptions/{guids[receiver.url(path)]}", headers=native,
+                        json={"filters": {"suppressed": wanted}})
+        assert r.status_code == 200 and r.json()["filters"]["suppressed"] is wanted, r.text
+    r = httpx.patch(f"{server.base_url}/v1/subscriptions/{guids[receiver.url(clean)]}", headers=native,
+                    json={"filters": {"suppressed": "yes"}})
+    assert r.status_code == 422 and "filters.suppressed" in r.json()["errors"], r.text
+
+    mg.bounces.create(domain=dom, data={"address": "bob@example.com"})
+    emit(server, tenant, "delivered", "bob@example.com")
+    emit(server, tenant, "delivered", "carol@example.com")
+    receiver.wait_for(clean, 1)
+    receiver.wait_for(flagged, 1)
+    time.sleep(1.0)  # both events were ingested before either arrived: nothing more is on its way
+    got_clean, got_flagged = receiver.on(clean), receiver.on(flagged)
+    assert [json.loads(r.body)["event-data"]["recipient"] for r in got_clean] == ["carol@example.com"]
+    assert [json.loads(r.body)["event-data"]["recipient"] for r in got_flagged] == ["bob@example.com"]

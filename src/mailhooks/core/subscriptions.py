@@ -33,10 +33,12 @@ class Filters:
     tags: tuple[str, ...] = ()  # any of
     recipient_domains: tuple[str, ...] = ()  # any of, lower-case
     user_variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # all equal
+    # True: only events whose recipient was on a suppression list of the domain; False: only the others.
+    suppressed: bool | None = None
 
     @property
     def empty(self) -> bool:
-        return not (self.tags or self.recipient_domains or self.user_variables)
+        return not (self.tags or self.recipient_domains or self.user_variables) and self.suppressed is None
 
 
 NO_FILTERS = Filters()
@@ -81,6 +83,7 @@ def _filters_from_json(text: str | None) -> Filters:
         tags=tuple(data.get("tags") or ()),
         recipient_domains=tuple(data.get("recipient_domains") or ()),
         user_variables=MappingProxyType(dict(data.get("user_variables") or {})),
+        suppressed=data.get("suppressed"),
     )
 
 
@@ -89,7 +92,8 @@ def filters_to_json(filters: Filters) -> str | None:
     if filters.empty:
         return None
     return json.dumps({"tags": list(filters.tags), "recipient_domains": list(filters.recipient_domains),
-                       "user_variables": dict(filters.user_variables)}, separators=(",", ":"))
+                       "user_variables": dict(filters.user_variables), "suppressed": filters.suppressed},
+                      separators=(",", ":"))
 
 
 def schedule_to_json(schedule: Sequence[float] | None) -> str | None:
@@ -170,9 +174,9 @@ def _check_list(value: object, field: str, errors: dict[str, list[str]]) -> tupl
 def _check_filters(value: object, errors: dict[str, list[str]]) -> Filters:
     if not isinstance(value, dict):
         errors.setdefault("filters", []).append(
-            "The filters must be an object with tags, recipient_domains and user_variables.")
+            "The filters must be an object with tags, recipient_domains, user_variables and suppressed.")
         return NO_FILTERS
-    unknown = set(value) - {"tags", "recipient_domains", "user_variables"}
+    unknown = set(value) - {"tags", "recipient_domains", "user_variables", "suppressed"}
     if unknown:
         errors.setdefault("filters", []).append(f"Unknown filters: {', '.join(sorted(map(str, unknown)))}.")
     tags = _check_list(value.get("tags"), "filters.tags", errors)
@@ -185,8 +189,12 @@ def _check_filters(value: object, errors: dict[str, list[str]]) -> Filters:
             f"An object of at most {MAX_USER_VARIABLES} names to string values, each of at most "
             f"{MAX_FILTER_TEXT} characters.")
         variables = {}
+    suppressed = value.get("suppressed")
+    if suppressed is not None and not isinstance(suppressed, bool):
+        errors.setdefault("filters.suppressed", []).append("true, false or null.")
+        suppressed = None
     return Filters(tags=tags, recipient_domains=tuple(d.lower().rstrip(".") for d in domains),
-                   user_variables=MappingProxyType(dict(variables)))
+                   user_variables=MappingProxyType(dict(variables)), suppressed=suppressed)
 
 
 def _positive_int(value: object, field: str, top: int, errors: dict[str, list[str]]) -> int | None:
@@ -266,7 +274,7 @@ def settings_to_json(settings: SubscriptionSettings, headers: Mapping[str, str])
     return {
         "headers": dict(headers),
         "filters": {"tags": list(filters.tags), "recipient_domains": list(filters.recipient_domains),
-                    "user_variables": dict(filters.user_variables)},
+                    "user_variables": dict(filters.user_variables), "suppressed": filters.suppressed},
         "rate_limit_per_second": settings.rate_limit_per_second,
         "timeout_seconds": settings.timeout_seconds,
         "retry_schedule": None if settings.retry_schedule is None else [
@@ -277,8 +285,11 @@ def settings_to_json(settings: SubscriptionSettings, headers: Mapping[str, str])
 
 # ---------------------------------------------------------------------- filters at intake
 def event_matches(filters: Filters, event: Mapping[str, Any]) -> bool:
-    """Whether canonical event-data ``event`` passes ``filters``: any tag, any recipient domain, and
-    every user variable equal (compared as text: ``1`` equals ``"1"``)."""
+    """Whether canonical event-data ``event`` passes ``filters``: any tag, any recipient domain, every
+    user variable equal (compared as text: ``1`` equals ``"1"``), and the recipient suppressed or not
+    (``"suppressed": true``, which intake writes into the event data: ``core.suppressions``)."""
+    if filters.suppressed is not None and bool(event.get("suppressed")) is not filters.suppressed:
+        return False
     if filters.tags:
         tags = event.get("tags")
         if not isinstance(tags, list) or not any(isinstance(t, str) and t in filters.tags for t in tags):

@@ -91,10 +91,12 @@ class IntakeStore:
         async with self.db.write() as conn:
             suppressed = await suppressed_recipients(
                 conn, [(e.domain_id, e.recipient) for e in events if e.recipient is not None])
+            payloads = [marked_suppressed(e.payload) if (e.domain_id, e.recipient) in suppressed else e.payload
+                        for e in events]
             params = [{"event_id": e.event_id, "account_id": e.account_id, "domain_id": e.domain_id,
                        "event_type": e.event_type, "occurred_at": e.occurred_at, "received_at": e.received_at,
-                       "payload": marked_suppressed(e.payload) if (e.domain_id, e.recipient) in suppressed
-                       else e.payload, "traceparent": e.traceparent} for e in events]
+                       "payload": payload, "traceparent": e.traceparent}
+                      for e, payload in zip(events, payloads, strict=True)]
             for row in await conn.execute(stmt, params):
                 inserted[(row.domain_id, row.event_id)] = row.id
             await upsert(self.db, conn, [
@@ -104,13 +106,12 @@ class IntakeStore:
                                       {e.event_type for e in events}) if inserted else []
             rows: list[dict[str, Any]] = []
             new_flags: list[bool] = []
-            for event in events:
+            for event, payload in zip(events, payloads, strict=True):
                 pk = inserted.pop((event.domain_id, event.event_id), None)
                 new_flags.append(pk is not None)
                 if pk is None:
                     continue
-                for target in targets_for(event.event_type, event.account_id, event.domain_id, hooks,
-                                          event.payload):
+                for target in targets_for(event.event_type, event.account_id, event.domain_id, hooks, payload):
                     disabled = target.disabled_reason is not None
                     rows.append({
                         "event_pk": pk, "webhook_id": target.webhook_id, "account_id": event.account_id,

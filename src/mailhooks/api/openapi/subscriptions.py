@@ -37,6 +37,9 @@ _FILTERS: dict[str, Any] = {
         "user_variables": {"type": "object", "maxProperties": MAX_USER_VARIABLES,
                            "additionalProperties": {"type": "string", "maxLength": MAX_FILTER_TEXT},
                            "description": "every one equals the event's user variable (compared as text)"},
+        "suppressed": {"type": ["boolean", "null"],
+                       "description": "true: only events for recipients on the domain's suppression lists; "
+                                      "false: only the others"},
     },
     "additionalProperties": False,
 }

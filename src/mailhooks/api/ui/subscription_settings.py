@@ -73,7 +73,8 @@ def form_body(posted: Posted) -> dict[str, Any]:
     return {
         "headers": _pairs(posted.text("headers"), ": ", "headers"),
         "filters": {"tags": _items(posted.text("tags")), "recipient_domains": _items(posted.text("recipient_domains")),
-                    "user_variables": _pairs(posted.text("user_variables"), "=", "user_variables")},
+                    "user_variables": _pairs(posted.text("user_variables"), "=", "user_variables"),
+                    "suppressed": {"yes": True, "no": False}.get(posted.text("suppressed"))},
         "timeout_seconds": _number(posted.text("timeout_seconds"), "timeout_seconds"),
         "retry_schedule": _schedule(posted.text("retry_schedule")),
         "rate_limit_per_second": _number(posted.text("rate_limit_per_second"), "rate_limit_per_second"),
