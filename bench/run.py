@@ -21,7 +21,9 @@ Scenarios (all loops bounded in count and time):
 6. memory    ``--pending`` (default 1,000,000) deliveries pending in SQLite ``serve`` while the receiver
              is down for 10 s; its peak RSS; then the receiver comes back and everything drains.
 
-7. replay    live latency p50/p99 and throughput (single events at a fixed rate, PostgreSQL api + worker)
+7. intake    events through an intake source, as the platforms send them: SendGrid's signed batches and
+             Mailgun's single signed events, into SQLite ``serve`` (bench/intake.py).
+8. replay    live latency p50/p99 and throughput (single events at a fixed rate, PostgreSQL api + worker)
              with and without a ``--replay-rows`` (default 1,000,000) delivery replay running
              (bench/replay.py).
 Everything it starts (receiver, servers, workers, databases: temp SQLite files, PostgreSQL databases at
@@ -44,6 +46,7 @@ from pathlib import Path
 import aiohttp
 import baseline
 import httpload
+import intake
 import orjson
 import replay
 import uvloop
@@ -83,6 +86,17 @@ class Bench:
         mark = "" if row.ok is None else ("  ok" if row.ok else "  MISSED")
         value = f"{row.value:>10,.2f}" if row.unit == "x" else f"{row.value:>10,.1f}"
         print(f"  {row.scenario:<9} {row.setting:<52} {value} {row.unit:<14} {row.target}{mark}", flush=True)
+
+    # ------------------------------------------------------------------ intake through a source
+    async def intake(self) -> None:
+        async with Stack("sqlite", self.tmp, self.receiver) as stack:
+            stack.run("serve", name="serve-intake")
+            rate = await intake.sendgrid(stack, self.args.sendgrid_events, self.args.sendgrid_batch)
+            self.add(Row("intake", f"sqlite serve, SendGrid batches of {self.args.sendgrid_batch}, "
+                                   f"{self.args.sendgrid_events:,} events", rate, "events/s"))
+            rate = await intake.mailgun(stack, self.args.mailgun_events)
+            self.add(Row("intake", f"sqlite serve, Mailgun single events, {self.args.mailgun_events:,}", rate,
+                         "events/s"))
 
     # ------------------------------------------------------------------ 1 + 4: drains (and ingest)
     async def drain(self, db: str, workers: int, events: int, hooks: int, extras: bool = False) -> None:
@@ -259,6 +273,8 @@ class Bench:
                 self.ratios()
             if wanted("memory"):
                 await self.memory()
+            if wanted("intake"):
+                await self.intake()
             if wanted("replay"):
                 for setting, value, unit, target, ok in await replay.run(
                         self.args.replay_db, self.tmp, self.receiver, self.args.replay_rows, self.args.replay_rate,
@@ -279,7 +295,8 @@ def table(rows: list[Row]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="", help="comma-separated: baseline,drain,latency,ingest,mgmt,memory,replay")
+    parser.add_argument("--only", default="",
+                        help="comma-separated: baseline,drain,latency,ingest,mgmt,memory,intake,replay")
     parser.add_argument("--events", type=int, default=20_000, help="drain with one webhook")
     parser.add_argument("--events3", type=int, default=5_000, help="drain with three webhooks")
     parser.add_argument("--baseline-count", type=int, default=40_000)
@@ -289,6 +306,9 @@ def main() -> None:
     parser.add_argument("--pending", type=int, default=1_000_000)
     parser.add_argument("--drain-timeout", type=float, default=120)
     parser.add_argument("--memory-timeout", type=float, default=420)
+    parser.add_argument("--sendgrid-events", type=int, default=20_000, help="intake: SendGrid events")
+    parser.add_argument("--sendgrid-batch", type=int, default=100, help="intake: SendGrid events per POST")
+    parser.add_argument("--mailgun-events", type=int, default=2_000, help="intake: Mailgun events (one per POST)")
     parser.add_argument("--replay-rows", type=int, default=1_000_000, help="failed deliveries the replay takes")
     parser.add_argument("--replay-rate", type=float, default=50, help="live events/s beside the replay")
     parser.add_argument("--replay-seconds", type=float, default=20)

@@ -109,26 +109,6 @@ class Provisioner:
         return asyncio.run(work())
 
 
-def set_subscription_settings(db_url: str, webhook_guid: str, **columns: object) -> None:
-    """Set a subscription's settings columns (``rate_limit_per_second``, ``ordering``, …) straight in the
-    ``webhooks`` table: a stand-in until the native API's ``PATCH /v1/subscriptions/{guid}`` sets them."""
-    from sqlalchemy import update
-
-    from mailhooks.db import schema
-
-    async def work() -> None:
-        store = Store(db_url)
-        try:
-            async with store.write() as conn:
-                result = await conn.execute(update(schema.webhooks).where(schema.webhooks.c.guid == webhook_guid)
-                                            .values(**columns))
-                assert result.rowcount == 1, webhook_guid
-        finally:
-            await store.close()
-
-    asyncio.run(work())
-
-
 class ServerProcess:
     """``mailhooks <command>`` as a real subprocess on 127.0.0.1."""
 

@@ -6,8 +6,7 @@
 - A FIFO subscription receives its events one at a time in event order, also while its first event
   fails twice before it is accepted (the others wait for it), and with two workers.
 
-The settings are written to the ``webhooks`` columns directly (``set_subscription_settings``) until the
-native API sets them.
+The settings are set as a user sets them, through ``PATCH /v1/subscriptions/{guid}``.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from sqlalchemy import select
 
 from mailhooks.db import schema
 from mailhooks.db.store import Store
-from tests.support import Provisioner, Receiver, ServerProcess, Tenant, set_subscription_settings
+from tests.support import Provisioner, Receiver, ServerProcess, Tenant
 
 ENV = {
     "MAILHOOKS_ALLOW_PRIVATE_TARGETS": "1",
@@ -72,8 +71,14 @@ def subscribe(servers: Servers, tenant: Tenant, event: str, url: str, **settings
     assert r.status_code == 201, r.text
     guid = str(r.json()["data"]["webhook_guid"])
     if settings:
-        set_subscription_settings(servers.db_url, guid, **settings)
+        set_settings(servers, tenant, guid, **settings)
     return guid
+
+
+def set_settings(servers: Servers, tenant: Tenant, guid: str, **settings: object) -> None:
+    r = httpx.patch(f"{servers.api.base_url}/v1/subscriptions/{guid}",
+                    headers={"Authorization": f"Bearer {tenant.api_key}"}, json=settings)
+    assert r.status_code == 200, r.text
 
 
 def ingest(servers: Servers, tenant: Tenant, event: str, count: int, tag: str) -> list[str]:
@@ -207,7 +212,7 @@ def test_fifo_turned_off_releases_the_parked_deliveries(empty_db: str, tmp_path:
         guid = subscribe(servers, tenant, "delivered", receiver.url("/was-fifo"), ordering="fifo")
         ids = ingest(servers, tenant, "delivered", 6, "off")
         receiver.wait_for("/was-fifo", 1)
-        set_subscription_settings(servers.db_url, guid, ordering="none")
+        set_settings(servers, tenant, guid, ordering="none")
         # the parked ones are released by the next sweep (every 5 s) and then go out side by side
         receiver.wait_for("/was-fifo", len(ids), timeout=15)
         assert sorted(event for event, _ in arrivals(receiver, "/was-fifo")) == sorted(ids)
