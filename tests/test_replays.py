@@ -212,6 +212,30 @@ def test_a_backfill_reaches_a_new_subscription_once(
     assert len(statuses(fast_server, customer)) == 4
 
 
+def test_a_backfill_follows_the_new_subscriptions_filters(
+        fast_server: ServerProcess, customer: Tenant, receiver: Receiver) -> None:
+    since = time.time()
+    tagged = []
+    for tags in (["vip"], ["other"]):
+        r = httpx.post(f"{fast_server.base_url}/v1/events", headers=native(customer),
+                       json={"domain": customer.domain, "event": "bounced", "recipient": "alice@example.com",
+                             "tags": tags})
+        assert r.status_code == 202, r.text
+        tagged.append(str(r.json()["ids"][0]))
+    late = f"/{uuid.uuid4().hex[:10]}"
+    late_guid = subscribe(fast_server, customer, "bounced", receiver.url(late))
+    r = httpx.patch(f"{fast_server.base_url}/v1/subscriptions/{late_guid}", headers=native(customer),
+                    json={"filters": {"tags": ["vip"]}})
+    assert r.status_code == 200, r.text
+
+    done = wait_done(fast_server, customer, replay(fast_server, customer, since=since, status="all",
+                                                   to_webhook=late_guid))
+    assert (done["state"], done["matched"], done["queued"]) == ("done", 2, 1)
+    receiver.wait_for(late, 1)
+    quiet()
+    assert sorted(by_event(receiver, late)) == [tagged[0]]
+
+
 # ---------------------------------------------------------------------- tenancy and input
 def test_another_accounts_replays_and_things_are_not_found(
         fast_server: ServerProcess, module_db: str, customer: Tenant, receiver: Receiver) -> None:

@@ -10,6 +10,7 @@ Every query is scoped by account id: another account's rows never match, and its
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import replace
@@ -28,6 +29,7 @@ from mailhooks.core.replays import (
     ReplayScope,
     ReplayState,
 )
+from mailhooks.core.subscriptions import Filters, event_matches, settings_from_columns
 from mailhooks.db import audit
 from mailhooks.db import schema as t
 from mailhooks.db.database import Database
@@ -221,6 +223,19 @@ async def _backfill(conn: AsyncConnection, job: ReplayJob, upper: int, due_at: f
     if not matched:
         return 0, 0
     has_one = exists().where(d.c.event_pk == e.c.id, d.c.webhook_id == job.to_webhook_id)
+    filters = await _target_filters(conn, job)
+    if not filters.empty:
+        # The target's filters decide as they would have at ingest (core.subscriptions.event_matches): the
+        # window's candidates are read (one batch, bounded) and only the matching ones get a delivery.
+        candidates = await conn.execute(select(e.c.id, e.c.account_id, e.c.domain_id, e.c.payload)
+                                        .where(*in_window, ~has_one))
+        keep = [{"event_pk": row.id, "webhook_id": job.to_webhook_id, "account_id": row.account_id,
+                 "domain_id": row.domain_id, "status": DeliveryStatus.PENDING.value, "attempts": 0,
+                 "next_attempt_at": due_at, "created_at": now, "updated_at": now}
+                for row in candidates if event_matches(filters, json.loads(row.payload))]
+        if keep:
+            await conn.execute(insert(d), keep)
+        return len(keep), int(matched)
     rows = select(e.c.id, literal(job.to_webhook_id), e.c.account_id, e.c.domain_id,
                   literal(DeliveryStatus.PENDING.value), literal(0), literal(due_at), literal(now), literal(now)
                   ).where(*in_window, ~has_one)
@@ -228,6 +243,11 @@ async def _backfill(conn: AsyncConnection, job: ReplayJob, upper: int, due_at: f
         ["event_pk", "webhook_id", "account_id", "domain_id", "status", "attempts", "next_attempt_at", "created_at",
          "updated_at"], rows))
     return int(result.rowcount or 0), int(matched)
+
+
+async def _target_filters(conn: AsyncConnection, job: ReplayJob) -> Filters:
+    text = (await conn.execute(select(t.webhooks.c.filters).where(t.webhooks.c.id == job.to_webhook_id))).scalar()
+    return settings_from_columns(None, text, None, None, None, None).filters
 
 
 async def _first_id_at(conn: AsyncConnection, table: Any, when: Any, at: float) -> int | None:
