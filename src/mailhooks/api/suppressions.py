@@ -96,7 +96,7 @@ async def _domain(svc: Services, account: Account, name: str) -> Domain:
     return await find_domain(svc.store, account, name)
 
 
-def _paging(request: Request, page: SuppressionPage, limit: int, url: str) -> dict[str, str]:
+def _paging(page: SuppressionPage, limit: int, url: str) -> dict[str, str]:
     def link(**params: str) -> str:
         return f"{url}?{urlencode({**params, 'limit': str(limit)})}"
 
@@ -125,15 +125,20 @@ async def list_entries(request: Request, which: _List, domain: str, account: Acc
     else:
         raise MailgunBadRequest("Invalid parameter 'page': first, last, next or previous")
     url = f"{str(request.base_url).rstrip('/')}/v3/{dom.name}/{which.path}"
-    return MailgunJSON({"items": [_item(e) for e in page.items], "paging": _paging(request, page, limit, url)})
+    return MailgunJSON({"items": [_item(e) for e in page.items], "paging": _paging(page, limit, url)})
+
+
+def _listed_address(which: _List, address: str) -> str:
+    """The path's address as stored; one that cannot be an address is simply not in the list."""
+    try:
+        return normalise_address(address)
+    except ValidationFailed:
+        raise AddressNotFound(which.table) from None
 
 
 async def get_entry(which: _List, domain: str, address: str, account: Account, svc: Services) -> Response:
     dom = await _domain(svc, account, domain)
-    try:
-        clean = normalise_address(address)
-    except ValidationFailed:
-        raise AddressNotFound(which.table) from None
+    clean = _listed_address(which, address)
     entry = await Suppressions(svc.store).get(dom.id, which.kind, clean)
     if entry is None:
         raise AddressNotFound(which.table)
@@ -170,10 +175,7 @@ async def add_entries(request: Request, which: _List, domain: str, account: Acco
 
 async def delete_entry(which: _List, domain: str, address: str, account: Account, svc: Services) -> Response:
     dom = await _domain(svc, account, domain)
-    try:
-        clean = normalise_address(address)
-    except ValidationFailed:
-        raise AddressNotFound(which.table) from None
+    clean = _listed_address(which, address)
     if not await Suppressions(svc.store).delete(dom.id, which.kind, clean):
         raise AddressNotFound(which.table)
     return MailgunJSON({"message": which.removed_one, "address": clean})

@@ -87,13 +87,17 @@ def _filters_from_json(text: str | None) -> Filters:
     )
 
 
+def filters_as_dict(filters: Filters) -> dict[str, Any]:
+    """The filters as plain JSON values: the stored form and what the native API shows are the same."""
+    return {"tags": list(filters.tags), "recipient_domains": list(filters.recipient_domains),
+            "user_variables": dict(filters.user_variables), "suppressed": filters.suppressed}
+
+
 def filters_to_json(filters: Filters) -> str | None:
     """The stored form (``None`` when no filter is set)."""
     if filters.empty:
         return None
-    return json.dumps({"tags": list(filters.tags), "recipient_domains": list(filters.recipient_domains),
-                       "user_variables": dict(filters.user_variables), "suppressed": filters.suppressed},
-                      separators=(",", ":"))
+    return json.dumps(filters_as_dict(filters), separators=(",", ":"))
 
 
 def schedule_to_json(schedule: Sequence[float] | None) -> str | None:
@@ -270,11 +274,9 @@ def settings_to_columns(settings: SubscriptionSettings) -> dict[str, Any]:
 
 def settings_to_json(settings: SubscriptionSettings, headers: Mapping[str, str]) -> dict[str, Any]:
     """The settings as the native API shows them; ``headers`` as the caller may see them (masked)."""
-    filters = settings.filters
     return {
         "headers": dict(headers),
-        "filters": {"tags": list(filters.tags), "recipient_domains": list(filters.recipient_domains),
-                    "user_variables": dict(filters.user_variables), "suppressed": filters.suppressed},
+        "filters": filters_as_dict(settings.filters),
         "rate_limit_per_second": settings.rate_limit_per_second,
         "timeout_seconds": settings.timeout_seconds,
         "retry_schedule": None if settings.retry_schedule is None else [
