@@ -9,11 +9,13 @@ lock upgrade, while reads stay deferred and run beside them (WAL). Writes of one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
+import aiosqlite
 import asyncpg
 from sqlalchemy import Table, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -22,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailhooks.db.cache import ReadCache
-from mailhooks.db.engine import create_engine, is_postgres
+from mailhooks.db.engine import SQLITE_PRAGMAS, create_engine, is_postgres
 
 # NOTIFY channels (PostgreSQL). Ingest, a manual retry and a recovery notify the deliveries channel (the
 # dispatchers LISTEN); statement triggers on the configuration tables notify the config channel (migration
@@ -60,10 +62,14 @@ class Database:
             _immediate_transactions(self.engine)
             self.read_engine = create_engine(url)
         self._write_lock: asyncio.Lock | None = None if self.postgres else asyncio.Lock()
+        self._hot: aiosqlite.Connection | None = None  # SQLite: the hot paths' own connection (hot_write)
+        database = make_url(url).database
+        self._hot_path = None if self.postgres or not database or database == ":memory:" else database
 
     async def close(self) -> None:
         if self.cache is not None:
             await self.cache.close()
+        await self._drop_hot()
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
@@ -85,6 +91,61 @@ class Database:
         finally:
             if self.cache is not None and config:
                 self.cache.changed()  # after the commit (or rollback): a read from now on sees it
+
+    @property
+    def has_hot_writes(self) -> bool:
+        """Whether ``hot_write`` is available (a SQLite file)."""
+        return self._hot_path is not None
+
+    @asynccontextmanager
+    async def hot_write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """SQLite files: one write transaction on a connection of its own, driven with the driver's calls
+        (``BEGIN IMMEDIATE`` … ``COMMIT``), for the delivery queue's claims and result writes.
+
+        Measured on this machine: about 110 us of CPU per transaction, against about 600 us through
+        SQLAlchemy's pooled ``write()`` (pool checkout and return, the ``begin`` event, the commit and the
+        reset on return each cost a thread hop and Python around it). It queues on the same in-process
+        write lock as ``write()``. It changes nothing the read cache holds unless the caller says so
+        (``config_changed``). A connection that fails to roll back is dropped and opened anew next time.
+        """
+        if self._write_lock is None or self._hot_path is None:
+            raise RuntimeError("hot_write is for SQLite files")
+        async with self._write_lock:
+            conn = self._hot
+            if conn is None:
+                conn = self._hot = await self._open_hot(self._hot_path)
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                await conn.execute("COMMIT")
+            except BaseException:
+                try:
+                    await conn.execute("ROLLBACK")
+                except BaseException:
+                    await self._drop_hot()
+                raise
+
+    def config_changed(self) -> None:
+        """A hot write changed configuration (a webhook's health): the read cache drops what it holds."""
+        if self.cache is not None:
+            self.cache.changed()
+
+    @staticmethod
+    async def _open_hot(path: str) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            for pragma in SQLITE_PRAGMAS:
+                await conn.execute(pragma)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _drop_hot(self) -> None:
+        conn, self._hot = self._hot, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

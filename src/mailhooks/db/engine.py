@@ -37,14 +37,17 @@ def is_postgres(url: str) -> bool:
     return make_url(url).get_backend_name() == "postgresql"
 
 
+# Every SQLite connection (the pooled ones and the queue's own, ``Database.hot_write``). WAL lets readers
+# (API) and the writer (dispatcher) work at once; busy_timeout makes writers from other processes wait
+# instead of failing with "database is locked".
+SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000",
+                  "PRAGMA foreign_keys=ON")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers (API) and the writer (dispatcher) work at once; busy_timeout makes writers
-    # from other processes wait instead of failing with "database is locked".
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
 
 
