@@ -113,7 +113,7 @@ class Bench:
         self.rows.append(row)
         mark = "" if row.ok is None else ("  ok" if row.ok else "  MISSED")
         value = f"{row.value:>10,.2f}" if row.unit in FINE_UNITS else f"{row.value:>10,.1f}"
-        print(f"  {row.scenario:<9} {row.setting:<52} {value} {row.unit:<14} {row.target}{mark}", flush=True)
+        print(f"  {row.scenario:<9} {row.setting:<72} {value} {row.unit:<14} {row.target}{mark}", flush=True)
 
     # ------------------------------------------------------------------ intake through a source
     async def intake(self) -> None:
