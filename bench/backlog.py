@@ -72,7 +72,7 @@ async def run(db: str, workers: int, tmp: Path, receiver: Receiver, pending: int
         rate = await ingest(stack, pending, batch=1000, concurrency=4)
         out.append((f"{label}, ingest {pending:,} events (batches of 1000)", rate, "events/s", "", None))
         assert receiver.proc is not None
-        window = CpuWindow({**{n: [p.pid] for n, p in procs.items()}, "receiver": [receiver.proc.pid]})
+        window = CpuWindow({**{n: [p.pid] for n, p in procs.items()}, "receiver": [receiver.proc.pid]}, stack.pg_name)
         window.start()
         released_at = time.time()
         requeued = await stack.release()

@@ -1,10 +1,11 @@
 """CPU seconds per process group over a window, from ``/proc`` (utime + stime), for the scale curve.
 
-PostgreSQL is every process named ``postgres`` (postmaster, backends, background writers). A backend that
-exits inside the window takes its time with it, but the postmaster reaps it, so the postmaster's
-``cutime + cstime`` grow by that backend's whole life: counting both keeps the sum right (what the backend
-had at the start is subtracted from what the postmaster gained). PostgreSQL is shared with anything else
-using the same server at the time, so on a busy machine its share includes their work.
+PostgreSQL is the server's processes named ``postgres``: its background processes (postmaster, writers,
+checkpointer, autovacuum) and the client backends connected to the stack's own database; backends of other
+databases on the same server (other benchmarks, tests) are left out. A backend of ours that exits inside the
+window takes its time with it (the pools keep theirs open through a drain). Without a database name, every
+``postgres`` process counts, and the postmaster's reaped children (``cutime + cstime``) too, so that exited
+backends are counted: what one had at the start is subtracted from what the postmaster gained.
 """
 
 from __future__ import annotations
@@ -33,12 +34,24 @@ def process_seconds(pid: int) -> float:
     return found[2] if found else 0.0
 
 
-def postgres_seconds() -> dict[int, float]:
-    """Each ``postgres`` process's CPU seconds; the postmaster's entry includes what it has reaped."""
+def _ours(pid: int, database: str) -> bool:
+    """A background process, or a client backend (``user database host(port) state``) of ``database``."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    is_client = "(" in title or "[local]" in title
+    return not is_client or f" {database} " in title
+
+
+def postgres_seconds(database: str | None = None) -> dict[int, float]:
+    """Each ``postgres`` process's CPU seconds (see the module docstring for ``database``)."""
     procs = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (found := _stat(int(entry.name))) and found[0] == "postgres":
             procs[int(entry.name)] = found
+    if database is not None:
+        return {pid: own for pid, (_, _, own, _) in procs.items() if _ours(pid, database)}
     return {pid: own + (reaped if ppid not in procs else 0.0) for pid, (_, ppid, own, reaped) in procs.items()}
 
 
@@ -47,6 +60,7 @@ class CpuWindow:
     """Snapshot named processes and PostgreSQL at :meth:`start`, again at :meth:`stop`; the deltas."""
 
     groups: dict[str, list[int]]  # e.g. {"api": [pid], "worker0": [pid], "receiver": [pid]}
+    database: str | None = None  # PostgreSQL's database of the stack: other databases' backends are left out
     before: dict[str, float] = field(default_factory=dict)
     pg_before: dict[int, float] = field(default_factory=dict)
     spent: dict[str, float] = field(default_factory=dict)
@@ -55,13 +69,16 @@ class CpuWindow:
         return {name: sum(process_seconds(pid) for pid in pids) for name, pids in self.groups.items()}
 
     def start(self) -> None:
-        self.before, self.pg_before = self._now(), postgres_seconds()
+        self.before, self.pg_before = self._now(), postgres_seconds(self.database)
 
     def stop(self) -> dict[str, float]:
-        after, pg_after = self._now(), postgres_seconds()
+        after, pg_after = self._now(), postgres_seconds(self.database)
         self.spent = {name: after[name] - self.before[name] for name in self.groups}
-        # A backend born inside the window counts from 0; one gone is counted by the postmaster's reaped time.
-        self.spent["postgresql"] = sum(pg_after.values()) - sum(self.pg_before.values())
+        # A backend born inside the window counts from 0; see the module docstring for one that is gone.
+        if self.database is None:
+            self.spent["postgresql"] = sum(pg_after.values()) - sum(self.pg_before.values())
+        else:
+            self.spent["postgresql"] = sum(v - self.pg_before.get(pid, 0.0) for pid, v in pg_after.items())
         return self.spent
 
 
@@ -88,7 +105,7 @@ def scale_rows(drains: dict[int, tuple[dict[str, float], float, int]]) -> list[R
             (f"{label}: CPU api", per_k * spent["api"], PER_K, "", None),
             (f"{label}: CPU workers, sum (each {', '.join(f'{per_k * w:.2f}' for w in each)})",
              per_k * sum(each), PER_K, "", None),
-            (f"{label}: CPU postgresql (every postgres process)", per_k * spent["postgresql"], PER_K, "",
+            (f"{label}: CPU postgresql (server + this database's backends)", per_k * spent["postgresql"], PER_K, "",
              None),
             (f"{label}: CPU receiver", per_k * spent["receiver"], PER_K, "", None),
             (f"{label}: CPU total", per_k * total, PER_K, "", None),

@@ -148,7 +148,7 @@ class Bench:
                              "events/s", f">= {BATCHED_INGEST_TARGET:,}", batched >= BATCHED_INGEST_TARGET))
             await self._wait_workers_ready(stack, workers, name)
             expected = events * hooks
-            window = cpu.CpuWindow(groups)
+            window = cpu.CpuWindow(groups, stack.pg_name)
             window.start()
             released_at = time.time()
             requeued = await stack.release()
