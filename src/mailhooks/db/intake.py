@@ -88,7 +88,9 @@ class IntakeStore:
             .on_conflict_do_nothing(index_elements=["domain_id", "event_id"])
             .returning(t.events.c.id, t.events.c.domain_id, t.events.c.event_id)
         )
-        async with self.db.write() as conn:
+        # config=False: events, deliveries and suppressions are nothing the read cache holds, so the
+        # next request's key and domain are still answered from memory.
+        async with self.db.write(config=False) as conn:
             suppressed = await suppressed_recipients(
                 conn, [(e.domain_id, e.recipient) for e in events if e.recipient is not None])
             payloads = [marked_suppressed(e.payload) if (e.domain_id, e.recipient) in suppressed else e.payload
