@@ -2,7 +2,7 @@
 
 Two real server processes share one database; every answer of one is checked right after the other
 (or the database itself, as the CLI would) changed something that the first had just read and cached.
-SQLite sees other processes' commits through ``PRAGMA data_version`` at once; PostgreSQL through the
+SQLite sees other processes' changes through the trigger-kept ``config_generation`` at once; PostgreSQL through the
 ``mailhooks_config`` notifications, which reach the listener within milliseconds — so there the check
 allows a short bounded wait, and still fails if the cache never lets go.
 """
@@ -107,3 +107,42 @@ def test_sqlite_cache_never_creates_or_locks_the_file(tmp_path: Path) -> None:
 
 async def _one() -> int:
     return 1
+
+
+def test_sqlite_cache_outlives_writes_that_change_no_configuration(tmp_path: Path) -> None:
+    """Events, deliveries and any other table's commits leave a cached entry alone (a busy server keeps
+    answering keys from memory); a change to a configuration table, by any connection, drops it."""
+    import sqlite3
+
+    from mailhooks.db.cache import ReadCache
+    from mailhooks.db.migrate import upgrade_async
+
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    asyncio.run(upgrade_async(url))
+    loads: list[int] = []
+
+    async def load() -> int:
+        loads.append(1)
+        return len(loads)
+
+    async def scenario() -> list[int]:
+        cache = ReadCache(url, postgres=False)
+        other = sqlite3.connect(tmp_path / "cache.db", isolation_level=None)  # another process, as it were
+        try:
+            seen = [await cache.get(("k",), load), await cache.get(("k",), load)]
+            other.execute("INSERT INTO instance_secrets (name, value, created_at) VALUES ('unrelated', 'x', 0)")
+            cache.changed()  # a write of this process: nothing the counter saw
+            seen.append(await cache.get(("k",), load))
+            other.execute("INSERT INTO accounts (guid, username, signing_key, created_at) "
+                          "VALUES ('g', 'someone', 'key', 0)")
+            seen.append(await cache.get(("k",), load))
+            other.execute("UPDATE accounts SET signing_key = 'other' WHERE username = 'someone'")
+            seen.append(await cache.get(("k",), load))
+            other.execute("DELETE FROM accounts WHERE username = 'someone'")
+            seen.append(await cache.get(("k",), load))
+            return seen
+        finally:
+            other.close()
+            await cache.close()
+
+    assert asyncio.run(scenario()) == [1, 1, 1, 2, 3, 4]

@@ -8,15 +8,19 @@ asyncpg), so a management ``GET`` spent most of its time there.
 Never stale, by construction: an entry is served only while the database's *generation* is the one it
 was read under, and the generation moves on every change the process could miss:
 
-- any write through this process's :class:`~mailhooks.db.database.Database` (bumped after the commit);
-- SQLite: ``PRAGMA data_version`` on a private connection, which changes whenever any other
-  connection — of this process or of another, the CLI included — commits;
-- PostgreSQL: a ``LISTEN`` on ``mailhooks_config``, which row triggers on ``accounts``,
-  ``api_keys``, ``domains`` and ``webhooks`` notify (migration 0004). While that connection is down
-  the cache is bypassed, and it starts empty when the connection comes back.
+- SQLite: the ``config_generation`` row, read on a private connection, which row triggers on
+  ``accounts``, ``api_keys``, ``domains`` and ``webhooks`` raise in the very transaction that changes
+  them, whichever connection or process commits it (migration 0016). A read after a commit sees the new
+  value at once, this process's own commits included. (On a database not yet migrated: ``PRAGMA
+  data_version``, which moves on every commit of any other connection, configuration or not.)
+- PostgreSQL: a ``LISTEN`` on ``mailhooks_config``, which row triggers on the same tables notify
+  (migration 0004), and, because a notification arrives a moment after the commit, every write through
+  this process's :class:`~mailhooks.db.database.Database` that may change configuration (bumped after
+  the commit; ``write(config=False)`` for those that cannot, such as ingest). While that connection is
+  down the cache is bypassed, and it starts empty when the connection comes back.
 
-So a busy writer (ingest, the dispatcher) mostly empties the cache and reads fall through to the
-database, as they would without it; a quiet one answers configuration reads from memory.
+So ingest and deliveries, which change no configuration, leave the cache alone: under load a request's
+key and domain are answered from memory.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ T = TypeVar("T")
 # (``Database.listen``); raises when it cannot.
 ConfigListen = Callable[[Callable[..., None]], Awaitable[Any]]
 MAX_ENTRIES = 10_000
+_SQLITE_GENERATION = "SELECT value FROM config_generation WHERE id = 1"
 RECONNECT_SECONDS = 5.0
 
 
@@ -53,6 +58,7 @@ class ReadCache:
         self.local_generation = 0
         self._entries: dict[tuple[Any, ...], tuple[tuple[int, int], Any]] = {}
         self._sqlite: sqlite3.Connection | None = None
+        self._sqlite_counter = True  # False: this database has no config_generation (yet): data_version
         self._listener: Any = None  # asyncpg connection while LISTENing
         self._remote_generation = 0
         self._next_connect = 0.0
@@ -76,6 +82,16 @@ class ReadCache:
                 path = make_url(self.url).database or ""
                 # uri=True with mode=ro: never creates the file, never takes a write lock.
                 self._sqlite = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            if self._sqlite_counter:
+                try:
+                    counter = self._sqlite.execute(_SQLITE_GENERATION).fetchone()
+                except sqlite3.OperationalError:  # not migrated yet: no such table
+                    counter = None
+                if counter is not None:
+                    # It counts this process's commits too, so no local generation; -1 keeps these
+                    # generations apart from data_version's (local >= 0) should the table ever go.
+                    return -1, int(counter[0])
+                self._sqlite_counter = False
             row = self._sqlite.execute("PRAGMA data_version").fetchone()
         except sqlite3.Error as exc:
             log.warning("read_cache_unavailable", error=repr(exc))
@@ -125,6 +141,7 @@ class ReadCache:
 
     # ------------------------------------------------------------------ lifecycle
     def _close_sqlite(self) -> None:
+        self._sqlite_counter = True  # a new connection tries the counter again (the schema may have moved on)
         if self._sqlite is not None:
             self._sqlite.close()
             self._sqlite = None

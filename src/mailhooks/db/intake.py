@@ -23,6 +23,7 @@ from mailhooks.core.events import NewEvent, targets_for
 from mailhooks.core.models import Webhook
 from mailhooks.db import schema as t
 from mailhooks.db.database import Database
+from mailhooks.db.engine import is_unavailable
 from mailhooks.db.store import webhook_from_row
 from mailhooks.db.suppressions import suppressed_recipients, suppression_row, upsert
 
@@ -65,19 +66,41 @@ class IntakeStore:
                 queued.append(item)
                 count += len(item[0])
             try:
-                batch = [e for item in queued for e in item[0]]
-                tracer = tracing.TRACER
-                flags = await (self._write(batch) if tracer is None else tracer.ingest_transaction(self._write, batch))
+                flags = await self._write_traced([e for item in queued for e in item[0]])
             except Exception as exc:
-                for _, future in queued:
-                    if not future.done():
-                        future.set_exception(exc)
+                if len(queued) > 1 and not is_unavailable(exc):
+                    # Refused for its data (a row the database will not take): one request's fault must
+                    # not fail the others that shared its transaction, of this tenant or another. Each
+                    # is written alone, as it would have been without company.
+                    await self._write_each(queued)
+                else:  # the database cannot serve: every caller hears so (503), as each alone would
+                    _fail(queued, exc)
                 continue
+            except BaseException as exc:  # cancelled (shutdown): no caller may wait for an answer forever
+                _fail(queued, exc)
+                raise
             start = 0
             for item_events, future in queued:
                 if not future.done():
                     future.set_result(flags[start:start + len(item_events)])
                 start += len(item_events)
+
+    async def _write_each(self, queued: list[_Waiting]) -> None:
+        for events, future in queued:
+            try:
+                flags = await self._write_traced(events)
+            except Exception as exc:
+                _fail([(events, future)], exc)
+            except BaseException as exc:
+                _fail(queued, exc)
+                raise
+            else:
+                if not future.done():
+                    future.set_result(flags)
+
+    async def _write_traced(self, events: Sequence[NewEvent]) -> list[bool]:
+        tracer = tracing.TRACER
+        return await (self._write(events) if tracer is None else tracer.ingest_transaction(self._write, events))
 
     async def _write(self, events: Sequence[NewEvent]) -> list[bool]:
         inserted: dict[tuple[int, str], int] = {}
@@ -88,7 +111,9 @@ class IntakeStore:
             .on_conflict_do_nothing(index_elements=["domain_id", "event_id"])
             .returning(t.events.c.id, t.events.c.domain_id, t.events.c.event_id)
         )
-        async with self.db.write() as conn:
+        # config=False: events, deliveries and suppressions are nothing the read cache holds, so the
+        # next request's key and domain are still answered from memory.
+        async with self.db.write(config=False) as conn:
             suppressed = await suppressed_recipients(
                 conn, [(e.domain_id, e.recipient) for e in events if e.recipient is not None])
             payloads = [marked_suppressed(e.payload) if (e.domain_id, e.recipient) in suppressed else e.payload
@@ -126,6 +151,12 @@ class IntakeStore:
             if any(r["status"] == DeliveryStatus.PENDING for r in rows):
                 await self.db.notify(conn)
         return new_flags
+
+
+def _fail(queued: Sequence[_Waiting], exc: BaseException) -> None:
+    for _, future in queued:
+        if not future.done():
+            future.set_exception(exc)
 
 
 def marked_suppressed(payload: str) -> str:

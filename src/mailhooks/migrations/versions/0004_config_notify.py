@@ -6,7 +6,7 @@ Create Date: 2026-11-24 09:50:00
 
 PostgreSQL only: any change to accounts, API keys, domains or webhooks, from any process or by hand,
 notifies ``mailhooks_config`` so that API processes drop their read caches (src/mailhooks/db/cache.py).
-SQLite needs nothing: its caches watch ``PRAGMA data_version``.
+SQLite's caches watched ``PRAGMA data_version`` then; since 0016, a counter its own triggers keep.
 """
 
 from __future__ import annotations
