@@ -176,11 +176,12 @@ def from_event(event_type: str, fields: Mapping[str, Any], occurred_at: float) -
 
 
 def recipient_of(fields: Mapping[str, Any]) -> str | None:
-    """The lower-case recipient address an event is about, for the suppression lookup."""
-    recipient = fields.get("recipient")
-    if isinstance(recipient, str) and 0 < len(recipient) <= MAX_ADDRESS:
-        return recipient.strip().lower()
-    return None
+    """The recipient address an event is about, as stored (``normalise_address``), for the suppression
+    lookup; ``None`` when it is not an address (a NUL, which PostgreSQL refuses in text, never reaches a query)."""
+    try:
+        return normalise_address(fields.get("recipient"))
+    except ValidationFailed:
+        return None
 
 
 class SuppressionStore(Protocol):
