@@ -80,22 +80,24 @@ class WalFollower:
         os.killpg(self.proc.pid, signal.SIGTERM)
         self.proc.wait(10)
 
-    def sizes(self, end: str, names: dict[int, str]) -> dict[str, int]:
-        """Bytes (record length including full-page images) per relation, by the first block reference,
-        up to ``end``."""
+    def sizes(self, end: str, names: dict[int, str]) -> tuple[dict[str, int], dict[str, int]]:
+        """Bytes per relation (by the record's first block reference) up to ``end``: with the full-page
+        images, and without them (those depend on when the last checkpoint was, the rest does not)."""
         limit = lsn_bytes(end)
         marker = re.compile(r"rel \d+/\d+/(\d+)")
         sizes: dict[str, int] = {}
+        records: dict[str, int] = {}
         for line in self.out.read_text().splitlines():
             found = marker.search(line)
             if found is None or "lsn: " not in line:
                 continue
             if lsn_bytes(line.split("lsn: ", 1)[1].split(",", 1)[0]) > limit:
                 continue
-            total = int(line.split("len (rec/tot):", 1)[1].split(",", 1)[0].split("/")[1])
+            record, total = (int(n) for n in line.split("len (rec/tot):", 1)[1].split(",", 1)[0].split("/"))
             name = names.get(int(found.group(1)), found.group(1))
             sizes[name] = sizes.get(name, 0) + total
-        return sizes
+            records[name] = records.get(name, 0) + record
+        return sizes, records
 
 
 def cpu_by_pid(pids: list[int]) -> dict[int, float]:
@@ -138,10 +140,11 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(1.5)  # the backends flush their table statistics at most once a second
             after_pg = await pg_figures(dsn)
             by_relation: dict[str, int] = {}
+            without_fpi: dict[str, int] = {}
             if follower is not None:
                 await asyncio.sleep(1.0)
                 follower.stop()
-                by_relation = follower.sizes(after_pg["lsn"], after_pg["names"])
+                by_relation, without_fpi = follower.sizes(after_pg["lsn"], after_pg["names"])
     finally:
         receiver.down()
 
@@ -161,6 +164,9 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
         result["wal_kb_per_1000"] = sum(by_relation.values()) / 1024 * per
         result["wal_bytes_per_delivery_by_relation"] = {
             name: round(size / got) for name, size in sorted(by_relation.items(), key=lambda kv: -kv[1])}
+        result["wal_kb_per_1000_without_fpi"] = sum(without_fpi.values()) / 1024 * per
+        result["wal_bytes_per_delivery_without_fpi"] = {
+            name: round(size / got) for name, size in sorted(without_fpi.items(), key=lambda kv: -kv[1])}
     else:
         result["wal_kb_per_1000_cluster"] = (lsn_bytes(after_pg["lsn"]) - lsn_bytes(before_pg["lsn"])) / 1024 * per
     for table in ("deliveries", "attempts"):
