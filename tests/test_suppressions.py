@@ -143,6 +143,7 @@ def test_events_feed_the_lists_and_flag_later_events(server: ServerProcess, tena
     emit(server, tenant, "unsubscribed", "dave@example.com", tags=["newsletter"])
     emit(server, tenant, "complained", "erin@example.com")
     emit(server, tenant, "delivered", "nobody", severity="x")  # not an address: no entry, no error
+    emit(server, tenant, "permanent_fail", "nul\x00@example.com")  # NUL: PostgreSQL refuses it in text; no lookup
     emit(server, tenant, "permanent_fail", "frank@example.com", reason="old")  # expired in the queue: not the address
 
     bounce = mg.bounces.get(domain=dom, bounce_address="bob@example.com").json()
@@ -158,6 +159,7 @@ def test_events_feed_the_lists_and_flag_later_events(server: ServerProcess, tena
     datas = [json.loads(r.body)["event-data"] for r in got]
     flags = {d["recipient"]: d.get("suppressed") for d in datas}
     assert flags == {"bob@example.com": True, "carol@example.com": None, "nobody": None}, flags
+    assert addresses(mg.bounces.get(domain=dom)) == ["bob@example.com"]
     # The list is editable by hand: once removed, the recipient's next event is not flagged.
     mg.bounces.delete(domain=dom, bounce_address="bob@example.com")
     emit(server, tenant, "delivered", "bob@example.com")
