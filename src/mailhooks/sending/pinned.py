@@ -18,7 +18,7 @@ import datetime
 import ipaddress
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyreqwest import exceptions as rq
 from pyreqwest.client import Client, ClientBuilder
@@ -29,6 +29,7 @@ from mailhooks.core.retry import FailureKind
 from mailhooks.core.targets import TargetPolicy, Unresolvable, refused_message
 from mailhooks.sending.sender import EXCERPT_BYTES, SendResult
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 PINNED_CLIENTS = 1024  # (host, address) pools kept; the least recently used beyond are dropped
 
 
@@ -47,6 +48,13 @@ def _failure(exc: rq.RequestError, limit: float) -> tuple[FailureKind, str]:
     return FailureKind.PROTOCOL, f"{type(exc).__name__}: {cause}"
 
 
+class _Target(NamedTuple):
+    url: Url
+    host: str
+    port: int
+    literal: IPAddress | None
+
+
 class PinnedSender:
     """Owns the pinned clients. Create inside a running event loop; ``close()`` when done."""
 
@@ -55,8 +63,8 @@ class PinnedSender:
         self.timeout = timeout
         self.limit = limit
         self.literal_client = self._client(None)
-        self.pinned: OrderedDict[tuple[str, str], Client] = OrderedDict()
-        self.urls: dict[str, Url] = {}  # parsed once per subscriber URL (bounded like the pins)
+        self.pinned: OrderedDict[tuple[str, IPAddress], Client] = OrderedDict()
+        self.urls: dict[str, _Target] = {}  # worked out once per subscriber URL (bounded like the pins)
 
     def _client(self, pin: tuple[str, str, int] | None) -> Client:
         builder = (ClientBuilder().follow_redirects(False).max_connections(self.limit)
@@ -67,42 +75,43 @@ class PinnedSender:
             builder = builder.resolve(*pin)
         return builder.build()
 
-    def _pinned_client(self, host: str, address: str, port: int) -> Client:
+    def _pinned_client(self, host: str, address: IPAddress, port: int) -> Client:
         key = (host, address)
         client = self.pinned.get(key)
         if client is None:
-            client = self.pinned[key] = self._client((host, address, port))
+            client = self.pinned[key] = self._client((host, str(address), port))
             while len(self.pinned) > PINNED_CLIENTS:
                 self.pinned.popitem(last=False)  # in-flight requests keep their own reference
         else:
             self.pinned.move_to_end(key)
         return client
 
-    def _parse(self, url: str) -> Url:
-        parsed = self.urls.get(url)
-        if parsed is None:
+    def _target(self, url: str) -> _Target:
+        """The URL as reqwest reads it, its host, port and IP literal: worked out once per URL."""
+        target = self.urls.get(url)
+        if target is None:
             parsed = Url(url)
-            if parsed.scheme not in ("http", "https") or not parsed.host_str:
+            host = parsed.host_str
+            if parsed.scheme not in ("http", "https") or not host:
                 raise ValueError(f"{url!r} is not an http(s) URL with a host")
+            try:
+                literal: IPAddress | None = ipaddress.ip_address(host.strip("[]"))
+            except ValueError:
+                literal = None
+            target = _Target(parsed, host, int(parsed.port_or_known_default or 0), literal)
             if len(self.urls) >= PINNED_CLIENTS * 4:
                 self.urls.clear()
-            self.urls[url] = parsed
-        return parsed
+            self.urls[url] = target
+        return target
 
-    async def _targets(self, parsed: Url) -> list[tuple[Client, str]]:
+    async def _clients(self, target: _Target) -> list[Client]:
         """The clients to try in order, each able to reach only an address the policy allowed just now."""
-        host = str(parsed.host_str)
-        try:
-            literal = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            literal = None
-        if literal is not None:
-            if not self.policy.address_allowed(literal):
-                raise ValidationFailed.field("url", refused_message(literal))
-            return [(self.literal_client, host)]
-        port = int(parsed.port_or_known_default or 0)
-        addresses = await self.policy.resolve(host, port)
-        return [(self._pinned_client(host, str(addr), port), str(addr)) for addr in addresses]
+        if target.literal is not None:
+            if not self.policy.address_allowed(target.literal):
+                raise ValidationFailed.field("url", refused_message(target.literal))
+            return [self.literal_client]
+        addresses = await self.policy.resolve(target.host, target.port)
+        return [self._pinned_client(target.host, addr, target.port) for addr in addresses]
 
     async def close(self) -> None:
         for client in (self.literal_client, *self.pinned.values()):
@@ -117,14 +126,16 @@ class PinnedSender:
         t0 = time.perf_counter()
         failure: FailureKind
         try:
-            parsed = self._parse(url)
-            targets = await self._targets(parsed)
-            for position, (client, _address) in enumerate(targets):
-                remaining = limit - (time.perf_counter() - t0)
-                if remaining <= 0:
-                    raise TimeoutError
-                request = (client.post(parsed).body_bytes(body).headers(headers)
-                           .timeout(datetime.timedelta(seconds=remaining)).build_streamed())
+            target = self._target(url)
+            clients = await self._clients(target)
+            for position, client in enumerate(clients):
+                builder = client.post(target.url).body_bytes(body).headers(headers)
+                if deadline is not None or position:  # else the client's own deadline applies
+                    remaining = limit - (time.perf_counter() - t0)
+                    if remaining <= 0:
+                        raise TimeoutError
+                    builder = builder.timeout(datetime.timedelta(seconds=remaining))
+                request = builder.build_streamed()
                 try:
                     async with request as response:
                         raw = await response.body_reader.read(EXCERPT_BYTES)
@@ -132,7 +143,7 @@ class PinnedSender:
                         return SendResult(response.status, (time.perf_counter() - t0) * 1000, excerpt, None,
                                           response.get_header("Retry-After"), started)
                 except rq.ConnectError:
-                    if position == len(targets) - 1:  # nothing was sent: the next checked address may answer
+                    if position == len(clients) - 1:  # nothing was sent: the next checked address may answer
                         raise
             raise AssertionError("unreachable: the policy returns at least one address")
         except Unresolvable as exc:
