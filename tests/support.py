@@ -139,7 +139,11 @@ class ServerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         if self.command in ("serve", "api"):
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except RuntimeError:  # a module fixture that fails never reaches its stop(): no server left behind
+                self.stop()
+                raise
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

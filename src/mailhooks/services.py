@@ -41,7 +41,7 @@ from mailhooks.db.queue import delivery_queue
 from mailhooks.db.sessions import UiSessions
 from mailhooks.db.store import Store
 from mailhooks.metrics import QueueFigures
-from mailhooks.sending import Sender
+from mailhooks.sending import AnySender, open_sender
 from mailhooks.worker.dispatcher import Dispatcher
 from mailhooks.worker.operational import OperationalRelay
 from mailhooks.worker.replays import ReplayRunner
@@ -76,7 +76,7 @@ class ProcessServices:
     dispatcher: Dispatcher | None = None  # started by ``start_dispatcher`` (``serve``, ``worker``)
     operational: OperationalRelay | None = None  # beside the dispatcher: operational events out, alerts mailed
     replays: ReplayRunner | None = None  # beside the dispatcher: replays and back-fills in batches
-    _sender: Sender | None = field(default=None, init=False)  # the test endpoints', opened on first use
+    _sender: AnySender | None = field(default=None, init=False)  # the test endpoints', opened on first use
 
     @classmethod
     def build(cls, settings: Settings, *, cached_reads: bool) -> ProcessServices:
@@ -93,9 +93,9 @@ class ProcessServices:
             ui=UiServices(Dashboard(store), UiSessions(store), session_secret(settings.session_secret)),
         )
 
-    def require_sender(self) -> Sender:
+    def require_sender(self) -> AnySender:
         if self._sender is None:
-            self._sender = Sender(self.policy, timeout=self.settings.delivery_timeout)
+            self._sender = open_sender(self.settings.http_client, self.policy, timeout=self.settings.delivery_timeout)
         return self._sender
 
     async def start_dispatcher(self) -> Dispatcher:

@@ -24,7 +24,7 @@ from mailhooks.db.deliveries import Deliveries
 from mailhooks.db.sessions import UiSessions
 from mailhooks.db.store import Store
 from mailhooks.metrics import QueueFigures
-from mailhooks.sending import Sender
+from mailhooks.sending import AnySender
 
 
 class DispatcherHandle(Protocol):
@@ -83,7 +83,7 @@ class Services(Protocol):
     def dispatcher(self) -> DispatcherHandle | None:
         """The dispatcher of ``serve``; ``None`` under ``mailhooks api`` (workers run elsewhere)."""
 
-    def require_sender(self) -> Sender:
+    def require_sender(self) -> AnySender:
         """The sender of the test endpoints, opened on first use."""
 
 

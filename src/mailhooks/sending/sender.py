@@ -13,7 +13,7 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -159,7 +159,14 @@ class Sender:
         return SendResult(None, (time.perf_counter() - t0) * 1000, "", error, None, started, failure)
 
 
-async def send_sample(sender: Sender, account: Account, domain: Domain, event_type: str, url: str,
+class Posts(Protocol):
+    """What ``send_sample`` needs of a sender: ``Sender`` or ``PinnedSender``."""
+
+    async def post(self, url: str, body: bytes, headers: dict[str, Any], deadline: float | None = None
+                   ) -> SendResult: ...
+
+
+async def send_sample(sender: Posts, account: Account, domain: Domain, event_type: str, url: str,
                       payload_format: str) -> SendResult:
     """The dialects' ``test`` endpoints: one sample event through the same payload and signing code."""
     event = sample_event(event_type, domain.name, account.guid)

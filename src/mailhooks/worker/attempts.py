@@ -26,7 +26,7 @@ from mailhooks.core.payloads import PreparedEvent
 from mailhooks.core.retry import FailureKind
 from mailhooks.core.subscriptions import DEFAULT_SETTINGS
 from mailhooks.core.targets import TargetPolicy
-from mailhooks.sending import Sender
+from mailhooks.sending import AnySender, open_sender
 from mailhooks.worker.writer import ResultWriter
 
 log = structlog.get_logger(__name__)
@@ -59,7 +59,7 @@ class Attempts:
         self.keys = keys
         self.policy = policy
         self.writer = writer
-        self.sender: Sender | None = None  # made by ``start``, inside the running loop
+        self.sender: AnySender | None = None  # made by ``start``, inside the running loop
         self.message_id_key = b""  # loaded before the first claim (load_message_id_key)
         # Send only if the lease outlives the send by this much: otherwise another worker may re-claim it.
         self.lease_margin = min(settings.delivery_timeout, settings.lease_seconds / 2)
@@ -72,8 +72,8 @@ class Attempts:
             self.message_id_key = await self.keys.message_id_key()
 
     def start(self) -> None:
-        self.sender = Sender(self.policy, timeout=self.settings.delivery_timeout,
-                             limit=max(1, self.settings.worker_concurrency))
+        self.sender = open_sender(self.settings.http_client, self.policy, timeout=self.settings.delivery_timeout,
+                                  limit=max(1, self.settings.worker_concurrency))
 
     async def close(self) -> None:
         if self.sender is not None:
