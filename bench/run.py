@@ -26,6 +26,8 @@ Scenarios (all loops bounded in count and time):
 8. replay    live latency p50/p99 and throughput (single events at a fixed rate, PostgreSQL api + worker)
              with and without a ``--replay-rows`` (default 1,000,000) delivery replay running
              (bench/replay.py).
+9. retention live latency p50/p99 (single events at ``--retention-rate``/s) with and without the purge of
+             ``--retention-rows`` (default 1,000,000) finished deliveries; the purge's rate (bench/retention.py).
 Everything it starts (receiver, servers, workers, databases: temp SQLite files, PostgreSQL databases at
 ``MAILHOOKS_TEST_PG`` or 127.0.0.1:5432 that are dropped afterwards) is stopped and removed at the end.
 """
@@ -49,6 +51,7 @@ import httpload
 import intake
 import orjson
 import replay
+import retention
 import uvloop
 from harness import Receiver, Stack, event, ingest, new_tmp, peak_rss_mb
 
@@ -280,6 +283,11 @@ class Bench:
                         self.args.replay_db, self.tmp, self.receiver, self.args.replay_rows, self.args.replay_rate,
                         self.args.replay_seconds):
                     self.add(Row("replay", setting, value, unit, target, ok))
+            if wanted("retention"):
+                for setting, value, unit, target, ok in await retention.run(
+                        self.args.retention_db, self.tmp, self.receiver, self.args.retention_rows,
+                        self.args.retention_rate, self.args.retention_seconds):
+                    self.add(Row("retention", setting, value, unit, target, ok))
         finally:
             self.receiver.down()
 
@@ -296,7 +304,7 @@ def table(rows: list[Row]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="",
-                        help="comma-separated: baseline,drain,latency,ingest,mgmt,memory,intake,replay")
+                        help="comma-separated: baseline,drain,latency,ingest,mgmt,memory,intake,replay,retention")
     parser.add_argument("--events", type=int, default=20_000, help="drain with one webhook")
     parser.add_argument("--events3", type=int, default=5_000, help="drain with three webhooks")
     parser.add_argument("--baseline-count", type=int, default=40_000)
@@ -313,6 +321,10 @@ def main() -> None:
     parser.add_argument("--replay-rate", type=float, default=50, help="live events/s beside the replay")
     parser.add_argument("--replay-seconds", type=float, default=20)
     parser.add_argument("--replay-db", default="postgresql", choices=["postgresql", "sqlite"])
+    parser.add_argument("--retention-rows", type=int, default=1_000_000, help="finished deliveries to purge")
+    parser.add_argument("--retention-rate", type=float, default=200, help="live events/s beside the purge")
+    parser.add_argument("--retention-seconds", type=float, default=20)
+    parser.add_argument("--retention-db", default="postgresql", choices=["postgresql", "sqlite"])
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     started = time.perf_counter()
