@@ -116,12 +116,14 @@ async def test_a_pass_stops_when_told(store: Store) -> None:
 
 
 def test_the_pace_adapts_to_what_a_batch_costs() -> None:
-    target = retention.SQLITE_BATCH_SECONDS
+    pace = retention.SQLITE_PACE
+    target = pace.batch_seconds
     assert retention.next_batch(200, target) == 200
     assert retention.next_batch(200, target / 10) == 400  # at most doubled
     assert retention.next_batch(200, target * 10) == 100  # at most halved
-    assert retention.next_batch(retention.MIN_BATCH, 5.0) == retention.MIN_BATCH
-    assert retention.next_batch(retention.MAX_BATCH, 1e-6) == retention.MAX_BATCH
+    assert retention.next_batch(pace.least, 5.0) == pace.least
+    assert retention.next_batch(pace.most, 1e-6) == pace.most
+    assert retention.next_batch(1000, 5.0, retention.POSTGRES_PACE) == retention.POSTGRES_PACE.least
     took = 0.04
     assert took / (took + retention.pause_after(took)) == pytest.approx(retention.DUTY)
 

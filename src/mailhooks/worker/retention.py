@@ -3,12 +3,10 @@ than ``MAILHOOKS_RETENTION_DAYS``, are deleted beside the claim loop, never insi
 
 A pass starts every ``RETENTION_EVERY`` seconds and goes on, batch after batch, until nothing is left to
 delete, so that retention keeps up with any delivery rate. It stays gentle with live work by pacing itself
-on what its own batches cost: each batch is sized to take about a target time (one short transaction: on
-SQLite the single writer, which every ingest and result write waits for, is held ``SQLITE_BATCH_SECONDS``
-at most; on PostgreSQL it locks only finished rows, which live work never touches, so batches may be longer
-and pay their commit and round trips less often), and after each it pauses long enough that purging takes
-at most ``DUTY`` of the time. On PostgreSQL only one
-process purges at a time (``DeliveryQueue.retention_turn``): several workers would otherwise contend.
+on what its own batches cost: each batch is one short transaction sized to take about its backend's target
+time (``Pace``), and after each it pauses long enough that purging takes at most ``DUTY`` of the time. On
+PostgreSQL only one process purges at a time (``DeliveryQueue.retention_turn``): several workers would
+otherwise contend.
 """
 
 from __future__ import annotations
@@ -16,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
 
 import structlog
 
@@ -26,18 +25,33 @@ log = structlog.get_logger(__name__)
 RETENTION_EVERY = 60.0  # seconds between the starts of passes
 FIRST_PASS_AFTER = 5.0
 STOP_WAIT = 5.0  # at stop, how long a pass under way may take to finish its batch
-SQLITE_BATCH_SECONDS = 0.02  # the time one purge transaction should take (SQLite: the writer is held)
-POSTGRES_BATCH_SECONDS = 0.1
 DUTY = 0.25  # the share of the time a pass spends in purge transactions, at most
-FIRST_BATCH, MIN_BATCH, MAX_BATCH = 200, 50, 5000  # rows per batch: the start, and the bounds of the adaptation
 
 
-def next_batch(batch: int, took: float, target: float = SQLITE_BATCH_SECONDS) -> int:
+@dataclass(frozen=True)
+class Pace:
+    """A backend's batch sizing: the time one purge transaction should take, and rows per batch (the first,
+    and the bounds of the adaptation). Each batch pays a fixed cost (round trips, a commit), which the
+    floor keeps small beside its rows even on a loaded machine."""
+
+    batch_seconds: float
+    first: int
+    least: int
+    most: int = 5000
+
+
+# SQLite: the single writer, which every ingest and result write waits for, is held this long at most.
+SQLITE_PACE = Pace(batch_seconds=0.02, first=200, least=50)
+# PostgreSQL: a batch locks only finished rows, which live work never touches: longer, fewer transactions.
+POSTGRES_PACE = Pace(batch_seconds=0.25, first=1000, least=500)
+
+
+def next_batch(batch: int, took: float, pace: Pace = SQLITE_PACE) -> int:
     """The size of the next batch, given that ``batch`` rows took ``took`` seconds: moved towards the size that
-    takes ``target`` seconds, at most doubled or halved at a time (one slow batch, e.g. behind a live write,
-    must not swing it)."""
-    wanted = batch * target / max(took, 1e-4)
-    return max(MIN_BATCH, min(MAX_BATCH, int(min(2 * batch, max(batch / 2, wanted)))))
+    takes ``pace.batch_seconds``, at most doubled or halved at a time (one slow batch, e.g. behind a live
+    write, must not swing it)."""
+    wanted = batch * pace.batch_seconds / max(took, 1e-4)
+    return max(pace.least, min(pace.most, int(min(2 * batch, max(batch / 2, wanted)))))
 
 
 def pause_after(took: float) -> float:
@@ -48,7 +62,7 @@ def pause_after(took: float) -> float:
 class Retention:
     def __init__(self, queue: DeliveryQueue, retention_days: float, postgres: bool = False) -> None:
         self.queue = queue
-        self.batch_seconds = POSTGRES_BATCH_SECONDS if postgres else SQLITE_BATCH_SECONDS
+        self.pace = POSTGRES_PACE if postgres else SQLITE_PACE
         self.keep_seconds = retention_days * 86400
         self.stopping = False
         self.purged = 0  # rows deleted by this process so far
@@ -75,7 +89,7 @@ class Retention:
 
     async def purge(self, cutoff: float) -> None:
         """One pass: everything finished before ``cutoff``, paced, unless another process is purging."""
-        batch, started, purged = FIRST_BATCH, time.monotonic(), 0
+        batch, started, purged = self.pace.first, time.monotonic(), 0
         try:
             async with self.queue.retention_turn() as mine:
                 if not mine:
@@ -87,7 +101,7 @@ class Retention:
                     purged += gone
                     if not gone:
                         break
-                    batch = next_batch(batch, took, self.batch_seconds)
+                    batch = next_batch(batch, took, self.pace)
                     await asyncio.sleep(pause_after(took))
         except Exception as exc:
             log.warning("retention_failed", error=repr(exc))
