@@ -65,6 +65,7 @@ class Retention:
         self.pace = POSTGRES_PACE if postgres else SQLITE_PACE
         self.keep_seconds = retention_days * 86400
         self.stopping = False
+        self._stopped = asyncio.Event()  # wakes a pass out of its pause at stop
         self.purged = 0  # rows deleted by this process so far
         self._next = time.time() + FIRST_PASS_AFTER
         self._task: asyncio.Task[None] | None = None
@@ -80,6 +81,7 @@ class Retention:
     def stop(self) -> None:
         """No more batches: a pass under way ends after its current one."""
         self.stopping = True
+        self._stopped.set()
 
     async def join(self) -> None:
         """Wait for a pass under way (``STOP_WAIT`` seconds at most)."""
@@ -102,7 +104,8 @@ class Retention:
                     if not gone:
                         break
                     batch = next_batch(batch, took, self.pace)
-                    await asyncio.sleep(pause_after(took))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopped.wait(), pause_after(took))
         except Exception as exc:
             log.warning("retention_failed", error=repr(exc))
         finally:
