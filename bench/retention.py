@@ -163,6 +163,6 @@ async def run(db: str, tmp: Any, receiver: Receiver, rows: int, rate: float, sec
                 "deliveries/s", "", None))
     out.append((f"{label}: purge of {rows:,}, whole", (before - left_at_end) / total, "deliveries/s", "", None))
     out.append((f"{label}: purge finished within {seconds + FINISH_WAIT:.0f} s", float(left_at_end == 0), "yes=1",
-                "", left_at_end == 0))
+                "", None))  # not a target of the issue: it says how far the pace got
     return out
 
