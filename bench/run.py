@@ -33,8 +33,9 @@ Scenarios (all loops bounded in count and time):
              drained like the 20,000 drain: SQLite ``serve`` and PostgreSQL ``api`` + 2 workers. The
              drain >= 0.9x the 20,000 x1 drain of the same stack in this run; the rate over the first
              20 %; the peak RSS (VmHWM) of every mailhooks process < 300 MB (bench/backlog.py).
-8. retention (bench/retention.py, run with ``--only retention``) delivery p99 during a purge of
-             1,000,000 finished deliveries <= 2x the p99 without it.
+8. retention live latency p50/p99 (single events at ``--retention-rate``/s) with and without the purge of
+             ``--retention-rows`` (default 1,000,000) finished deliveries (p99 during <= 2x without); the
+             purge's rate (bench/retention.py).
 9. intake    events through an intake source, as the platforms send them: SendGrid's signed batches and
              Mailgun's single signed events, into SQLite ``serve`` (bench/intake.py).
 10. replay   live latency p50/p99 and throughput (single events at a fixed rate, PostgreSQL api + worker)
@@ -67,6 +68,7 @@ import httpload
 import intake
 import orjson
 import replay
+import retention
 import uvloop
 from harness import Receiver, Stack, event, ingest, new_tmp
 
@@ -323,8 +325,6 @@ class Bench:
                 self.scale()
             if wanted("backlog", "memory"):
                 await self.backlog()
-            # retention: bench/retention.py (delivery p99 with and without a purge of 1,000,000 finished
-            # deliveries) is called here, under ``--only retention``.
             if wanted("intake"):
                 await self.intake()
             if wanted("replay"):
@@ -332,6 +332,11 @@ class Bench:
                         self.args.replay_db, self.tmp, self.receiver, self.args.replay_rows, self.args.replay_rate,
                         self.args.replay_seconds):
                     self.add(Row("replay", setting, value, unit, target, ok))
+            if wanted("retention"):
+                for setting, value, unit, target, ok in await retention.run(
+                        self.args.retention_db, self.tmp, self.receiver, self.args.retention_rows,
+                        self.args.retention_rate, self.args.retention_seconds):
+                    self.add(Row("retention", setting, value, unit, target, ok))
         finally:
             self.receiver.down()
 
@@ -366,6 +371,10 @@ def main() -> None:
     parser.add_argument("--replay-rate", type=float, default=50, help="live events/s beside the replay")
     parser.add_argument("--replay-seconds", type=float, default=20)
     parser.add_argument("--replay-db", default="postgresql", choices=["postgresql", "sqlite"])
+    parser.add_argument("--retention-rows", type=int, default=1_000_000, help="finished deliveries to purge")
+    parser.add_argument("--retention-rate", type=float, default=200, help="live events/s beside the purge")
+    parser.add_argument("--retention-seconds", type=float, default=20)
+    parser.add_argument("--retention-db", default="postgresql", choices=["postgresql", "sqlite"])
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     started = time.perf_counter()

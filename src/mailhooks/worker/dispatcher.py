@@ -78,7 +78,7 @@ class Dispatcher:
         capacity, _, claim_at = _budget(settings)
         self.lanes = Lanes(max(1, settings.per_url_concurrency), capacity - claim_at,
                            self.pacer.send, self.writer.release, self.wakeups.event.set)
-        self.retention = Retention(self.queue, settings.retention_days)
+        self.retention = Retention(self.queue, settings.retention_days, store.postgres)
         self._loop_task: asyncio.Task[None] | None = None
         self._next_full_scan = 0.0
 

@@ -11,6 +11,7 @@ lease cannot overwrite the state another worker recorded.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from mailhooks.core.deliveries import Claimed, Outcome
@@ -41,8 +42,13 @@ class DeliveryQueue(Protocol):
         ...
 
     async def purge(self, cutoff: float, batch: int = 1000) -> int:
-        """Delete one batch of finished deliveries (with their attempts) created before ``cutoff``, then
-        events older than ``cutoff`` that no delivery refers to. Returns how many rows went."""
+        """Delete one batch of finished deliveries (with their attempts) created before ``cutoff``, oldest
+        first, and the events they leave without a delivery; once those run short, other events older than
+        ``cutoff`` that no delivery refers to. One short transaction. Returns how many rows went."""
+        ...
+
+    def retention_turn(self) -> AbstractAsyncContextManager[bool]:
+        """For one retention pass: whether this process is the one purging (one at a time)."""
         ...
 
     async def queue_stats(self) -> tuple[int, float | None]:

@@ -4,7 +4,8 @@ on PostgreSQL and SQLite (off the hot path: releases, webhook health, shutdown, 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
@@ -27,6 +28,9 @@ CLAIM_COLUMNS = ("c.id, c.event_pk, c.webhook_id, c.attempts, c.lease_expires_at
                  "e.traceparent")
 CLAIM_JOINS = ("JOIN events e ON e.id = c.event_pk JOIN webhooks w ON w.id = c.webhook_id "
                "JOIN accounts a ON a.id = e.account_id JOIN domains dm ON dm.id = e.domain_id")
+
+RETENTION_LOCK = 0x6D68707572676521  # PostgreSQL advisory lock key of the retention pass ("mhpurge!")
+LOCK_TIMEOUT = 5.0  # seconds for taking or giving back that lock
 
 
 def claimed(row: Any) -> Claimed:
@@ -54,19 +58,50 @@ class SqlQueue:
             return await self._release(conn, owner, None, time.time())
 
     async def purge(self, cutoff: float, batch: int = 1000) -> int:
-        d = t.deliveries
-        async with self.db.write() as conn:
-            ids = [row.id for row in await conn.execute(
-                select(d.c.id).where(d.c.created_at < cutoff, d.c.status.in_(FINISHED)).limit(batch))]
+        """One short transaction: up to ``batch`` finished deliveries created before ``cutoff``, oldest first
+        (``ix_deliveries_created``), with their attempts (``attempts.delivery_id``) and the events they leave
+        without a delivery. Only once the deliveries run short, a sweep for other orphan events (those no
+        subscription matched): during a backlog it would scan every old event still referred to, each batch."""
+        d, e = t.deliveries, t.events
+        async with self.db.write(config=False) as conn:
+            # Locked, so that a replay re-queueing one of them meanwhile either waits for this transaction or
+            # makes it skip the row (re-checked under the lock: it is no longer finished).
+            victims = (await conn.execute(
+                select(d.c.id, d.c.event_pk).where(d.c.created_at < cutoff, d.c.status.in_(FINISHED))
+                .order_by(d.c.created_at).limit(batch).with_for_update(skip_locked=True))).all()
+            ids = [row.id for row in victims]
+            events_gone = 0
             if ids:
                 await conn.execute(delete(t.attempts).where(t.attempts.c.delivery_id.in_(ids)))
                 await conn.execute(delete(d).where(d.c.id.in_(ids)))
-            e = t.events
-            orphans = (select(e.c.id).where(e.c.received_at < cutoff,
-                                            ~select(d.c.id).where(d.c.event_pk == e.c.id).exists())
-                       .limit(batch).scalar_subquery())
-            result = await conn.execute(delete(e).where(e.c.id.in_(orphans)))
-        return len(ids) + int(result.rowcount or 0)
+                left_alone = sorted({row.event_pk for row in victims})
+                result = await conn.execute(delete(e).where(
+                    e.c.id.in_(left_alone), e.c.received_at < cutoff,
+                    ~select(d.c.id).where(d.c.event_pk == e.c.id).exists()))
+                events_gone = int(result.rowcount or 0)
+            if len(ids) < batch:
+                orphans = (select(e.c.id).where(e.c.received_at < cutoff,
+                                                ~select(d.c.id).where(d.c.event_pk == e.c.id).exists())
+                           .order_by(e.c.received_at).limit(batch - len(ids)).scalar_subquery())
+                result = await conn.execute(delete(e).where(e.c.id.in_(orphans)))
+                events_gone += int(result.rowcount or 0)
+        return len(ids) + events_gone
+
+    @asynccontextmanager
+    async def retention_turn(self) -> AsyncIterator[bool]:
+        """Whether this process may purge now: on PostgreSQL one process at a time (a session advisory lock
+        on a connection held for the pass, released when it ends or the connection drops); SQLite has a
+        single writer anyway."""
+        if not self.db.postgres:
+            yield True
+            return
+        async with self.db.raw() as raw:
+            mine = bool(await raw.fetchval("SELECT pg_try_advisory_lock($1)", RETENTION_LOCK, timeout=LOCK_TIMEOUT))
+            try:
+                yield mine
+            finally:
+                if mine:
+                    await raw.execute("SELECT pg_advisory_unlock($1)", RETENTION_LOCK, timeout=LOCK_TIMEOUT)
 
     async def queue_stats(self) -> tuple[int, float | None]:
         d = t.deliveries
