@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from multidict import CIMultiDict
 from sqlalchemy.engine import make_url
 
 from mailhooks.core import accounts as core_accounts
@@ -183,7 +184,7 @@ class ServerProcess:
 @dataclass
 class Received:
     path: str
-    headers: dict[str, str]
+    headers: CIMultiDict[str]  # case-insensitive, as HTTP header names are (the sender sends them lower-case)
     body: bytes
     at: float
 
@@ -244,7 +245,7 @@ class Receiver(ServerThread):
         async def handle(request: web.Request) -> web.Response:
             body = await request.read()
             with self._lock:
-                self.requests.append(Received(request.path, dict(request.headers), body, time.time()))
+                self.requests.append(Received(request.path, CIMultiDict(request.headers), body, time.time()))
                 script = self.scripts.get(request.path)
                 status = 200
                 if script:

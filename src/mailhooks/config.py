@@ -68,7 +68,7 @@ class Settings:
     allowed_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     delivery_timeout: float = 10.0
-    http_client: HttpClient = HttpClient.AIOHTTP
+    http_client: HttpClient = HttpClient.REQWEST
     rate_limit: str = "300/minute"
     ingest_rate_limit: str = "5000/second"
     auth_failure_limit: str = "30/minute"
