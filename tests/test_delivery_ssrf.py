@@ -16,11 +16,14 @@ from mailhooks.db.store import Store
 from tests.support import Provisioner, Receiver, ServerProcess, Tenant
 
 
-@pytest.fixture(scope="module")
-def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=["reqwest", "aiohttp"])
+def strict_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[ServerProcess]:
+    """Both senders (MAILHOOKS_HTTP_CLIENT) keep the send-time check."""
     url = f"sqlite:///{tmp_path_factory.mktemp('ssrf') / 'mailhooks.db'}"
     proc = ServerProcess(url, log_dir=tmp_path_factory.mktemp("ssrf-logs"),
-                         env={"MAILHOOKS_RATE_LIMIT": "100000/minute", "MAILHOOKS_POLL_INTERVAL": "0.1"})
+                         env={"MAILHOOKS_RATE_LIMIT": "100000/minute", "MAILHOOKS_POLL_INTERVAL": "0.1",
+                              "MAILHOOKS_HTTP_CLIENT": request.param})
     proc.start()
     yield proc
     proc.stop()

@@ -68,8 +68,8 @@ async def sender() -> AsyncIterator[PinnedSender]:
 
 
 def test_the_setting_chooses_the_client() -> None:
-    assert Settings.from_env({}).http_client is HttpClient.AIOHTTP
-    assert Settings.from_env({"MAILHOOKS_HTTP_CLIENT": "reqwest"}).http_client is HttpClient.REQWEST
+    assert Settings.from_env({}).http_client is HttpClient.REQWEST
+    assert Settings.from_env({"MAILHOOKS_HTTP_CLIENT": "aiohttp"}).http_client is HttpClient.AIOHTTP
     with pytest.raises(ValueError):
         Settings.from_env({"MAILHOOKS_HTTP_CLIENT": "curl"})
 
