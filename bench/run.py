@@ -290,6 +290,8 @@ class Bench:
     # ------------------------------------------------------------------ 7: flat with the backlog
     async def backlog(self) -> None:
         for db, workers in (("sqlite", 0), ("postgresql", 2)):
+            if self.args.backlog_db not in ("both", db):
+                continue
             if (db, workers, 1) not in self.drains:  # the 20,000 reference of the same stack, in this run
                 await self.drain(db, workers, self.args.events, 1)
             for setting, value, unit, target, ok in await backlog.run(
@@ -371,6 +373,8 @@ def main() -> None:
     parser.add_argument("--replay-rate", type=float, default=50, help="live events/s beside the replay")
     parser.add_argument("--replay-seconds", type=float, default=20)
     parser.add_argument("--replay-db", default="postgresql", choices=["postgresql", "sqlite"])
+    parser.add_argument("--backlog-db", default="both", choices=["both", "sqlite", "postgresql"],
+                        help="backlog: which backends")
     parser.add_argument("--retention-rows", type=int, default=1_000_000, help="finished deliveries to purge")
     parser.add_argument("--retention-rate", type=float, default=200, help="live events/s beside the purge")
     parser.add_argument("--retention-seconds", type=float, default=20)
