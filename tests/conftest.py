@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from mailhooks.config import Settings
-from mailhooks.db.migrate import upgrade
+from mailhooks.db.migrate import upgrade, upgrade_async
+from mailhooks.db.store import Store
 from tests.in_process import InProcessApp
 from tests.support import (
     Provisioner,
@@ -72,6 +73,15 @@ def module_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     queue tests must not meet another module's rows, nor the session ``server``."""
     label = _label(request)
     yield from own_database(request.param, tmp_path_factory.mktemp(label), pg_admin_url, label)
+
+
+@pytest.fixture()
+async def store(module_db: str) -> AsyncIterator[Store]:
+    """A ``Store`` on the module's own database, migrated: for the queue and store tests."""
+    await upgrade_async(module_db)
+    st = Store(module_db)
+    yield st
+    await st.close()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -23,19 +22,10 @@ from mailhooks.core.retry import FailureKind
 from mailhooks.db import schema as t
 from mailhooks.db.deliveries import Deliveries
 from mailhooks.db.intake import IntakeStore
-from mailhooks.db.migrate import upgrade_async
 from mailhooks.db.queue import DeliveryQueue, delivery_queue
 from mailhooks.db.store import Store
 from mailhooks.worker.health import LoopHealth
 from mailhooks.worker.writer import ResultWriter
-
-
-@pytest.fixture()
-async def store(module_db: str) -> AsyncIterator[Store]:
-    await upgrade_async(module_db)
-    st = Store(module_db)
-    yield st
-    await st.close()
 
 
 async def setup(store: Store, urls: int = 1) -> tuple[Account, Domain, list[Webhook]]:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import orjson
-import pytest
 from sqlalchemy import select, update
 
 from mailhooks.core import accounts
@@ -19,19 +17,10 @@ from mailhooks.core.models import NewWebhook
 from mailhooks.core.operational import OperationalKind
 from mailhooks.db import schema as t
 from mailhooks.db.intake import IntakeStore
-from mailhooks.db.migrate import upgrade_async
 from mailhooks.db.operational_outbox import OperationalOutbox
 from mailhooks.db.operational_webhooks import OperationalWebhooks
 from mailhooks.db.queue import delivery_queue
 from mailhooks.db.store import Store
-
-
-@pytest.fixture()
-async def store(module_db: str) -> AsyncIterator[Store]:
-    await upgrade_async(module_db)
-    st = Store(module_db)
-    yield st
-    await st.close()
 
 
 def result(job: Claimed, status: DeliveryStatus, code: int | None, disable_reason: str | None = None) -> Outcome:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select, text
@@ -20,14 +19,6 @@ from mailhooks.worker.retention import Retention
 from tests.test_delivery_store import drain_other_tenants, emit, outcome, setup
 
 AGE = 2 * 86400.0  # seeded rows are this old; the tests purge what is older than a day
-
-
-@pytest.fixture()
-async def store(module_db: str) -> AsyncIterator[Store]:
-    await upgrade_async(module_db)
-    st = Store(module_db)
-    yield st
-    await st.close()
 
 
 async def seed_old(store: Store, webhook_id: int, rows: int, status: str = "succeeded") -> None:
