@@ -67,7 +67,7 @@ def settings_from_columns(headers: str | None, filters: str | None, rate_limit_p
         return DEFAULT_SETTINGS
     return SubscriptionSettings(
         headers=MappingProxyType(dict(json.loads(headers))) if headers else MappingProxyType({}),
-        filters=_filters_from_json(filters),
+        filters=filters_from_json(filters),
         rate_limit_per_second=rate_limit_per_second,
         timeout_seconds=timeout_seconds,
         retry_schedule=tuple(float(s) for s in json.loads(retry_schedule)) if retry_schedule else None,
@@ -75,7 +75,8 @@ def settings_from_columns(headers: str | None, filters: str | None, rate_limit_p
     )
 
 
-def _filters_from_json(text: str | None) -> Filters:
+def filters_from_json(text: str | None) -> Filters:
+    """The ``filters`` column as stored (validated when written)."""
     if not text:
         return NO_FILTERS
     data: dict[str, Any] = json.loads(text)

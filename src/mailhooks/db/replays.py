@@ -29,7 +29,7 @@ from mailhooks.core.replays import (
     ReplayScope,
     ReplayState,
 )
-from mailhooks.core.subscriptions import Filters, event_matches, settings_from_columns
+from mailhooks.core.subscriptions import Filters, event_matches, filters_from_json
 from mailhooks.db import audit
 from mailhooks.db import schema as t
 from mailhooks.db.database import Database
@@ -247,7 +247,7 @@ async def _backfill(conn: AsyncConnection, job: ReplayJob, upper: int, due_at: f
 
 async def _target_filters(conn: AsyncConnection, job: ReplayJob) -> Filters:
     text = (await conn.execute(select(t.webhooks.c.filters).where(t.webhooks.c.id == job.to_webhook_id))).scalar()
-    return settings_from_columns(None, text, None, None, None, None).filters
+    return filters_from_json(text)
 
 
 async def _first_id_at(conn: AsyncConnection, table: Any, when: Any, at: float) -> int | None:

@@ -27,18 +27,17 @@ from pyreqwest.http import Url
 from mailhooks.core.errors import ValidationFailed
 from mailhooks.core.retry import FailureKind
 from mailhooks.core.targets import TargetPolicy, Unresolvable, refused_message
-from mailhooks.sending.sender import EXCERPT_BYTES, SendResult
+from mailhooks.sending.sender import EXCERPT_BYTES, SendResult, literal_address
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 PINNED_CLIENTS = 1024  # (host, address) pools kept; the least recently used beyond are dropped
 
 
-def _failure(exc: rq.RequestError, limit: float) -> tuple[FailureKind, str]:
-    """reqwest's error chain as the sender's failure kinds; the innermost cause says most."""
+def _failure(exc: rq.RequestError) -> tuple[FailureKind, str]:
+    """reqwest's error chain as the sender's failure kinds (timeouts are caught before: ``post``); the
+    innermost cause says most."""
     causes = (exc.details or {}).get("causes") or []
     cause = causes[-1]["message"] if causes else exc.message
-    if isinstance(exc, rq.RequestTimeoutError):
-        return FailureKind.TIMEOUT, f"timeout after {limit:g}s"
     if isinstance(exc, rq.ConnectError):
         return FailureKind.CONNECTION, f"connection error: {cause}"
     if isinstance(exc, rq.NetworkError):
@@ -94,11 +93,7 @@ class PinnedSender:
             host = parsed.host_str
             if parsed.scheme not in ("http", "https") or not host:
                 raise ValueError(f"{url!r} is not an http(s) URL with a host")
-            try:
-                literal: IPAddress | None = ipaddress.ip_address(host.strip("[]"))
-            except ValueError:
-                literal = None
-            target = _Target(parsed, host, int(parsed.port_or_known_default or 0), literal)
+            target = _Target(parsed, host, int(parsed.port_or_known_default or 0), literal_address(host))
             if len(self.urls) >= PINNED_CLIENTS * 4:
                 self.urls.clear()
             self.urls[url] = target
@@ -154,7 +149,7 @@ class PinnedSender:
         except (TimeoutError, rq.RequestTimeoutError):
             failure, error = FailureKind.TIMEOUT, f"timeout after {limit:g}s"
         except rq.RequestError as exc:
-            failure, error = _failure(exc, limit)
+            failure, error = _failure(exc)
         except (ValueError, UnicodeError) as exc:  # malformed URL that slipped past the subscribe-time check
             failure, error = FailureKind.INVALID_URL, f"invalid url: {exc}"
         return SendResult(None, (time.perf_counter() - t0) * 1000, "", error, None, started, failure)

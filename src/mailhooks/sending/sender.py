@@ -84,7 +84,8 @@ class SendResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address an IP-literal host names (brackets allowed), or ``None`` for a name."""
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -98,7 +99,7 @@ def _url_target(url: str) -> tuple[URL, ipaddress.IPv4Address | ipaddress.IPv6Ad
     The literal is taken from the parsed URL itself, so the address checked is the one connected to.
     """
     parsed = URL(url)
-    return parsed, _literal_address(parsed.raw_host or "")
+    return parsed, literal_address(parsed.raw_host or "")
 
 
 class Sender:

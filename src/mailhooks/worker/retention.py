@@ -66,8 +66,7 @@ class Retention:
         self.queue = queue
         self.pace = POSTGRES_PACE if postgres else SQLITE_PACE
         self.keep_seconds = retention_days * 86400
-        self.stopping = False
-        self._stopped = asyncio.Event()  # wakes a pass out of its pause at stop
+        self._stopped = asyncio.Event()  # set at stop: no more batches, and a pass wakes out of its pause
         self.purged = 0  # rows deleted by this process so far
         self._next = time.time() + FIRST_PASS_AFTER
         self._task: asyncio.Task[None] | None = None
@@ -82,8 +81,11 @@ class Retention:
 
     def stop(self) -> None:
         """No more batches: a pass under way ends after its current one."""
-        self.stopping = True
         self._stopped.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopped.is_set()
 
     async def join(self) -> None:
         """Wait for a pass under way (``STOP_WAIT`` seconds at most)."""

@@ -33,6 +33,13 @@ RETENTION_LOCK = 0x6D68707572676521  # PostgreSQL advisory lock key of the reten
 LOCK_TIMEOUT = 5.0  # seconds for taking or giving back that lock
 
 
+def plain_batch(outcomes: Sequence[Outcome], releases: Sequence[int]) -> bool:
+    """Whether a batch of results can take a backend's one-transaction path: nothing handed back, no
+    failing streak started and nothing disabled, so its only health change is answered webhooks' streaks
+    ending. Nothing in it is exhausted either: an attempt that fails its delivery is an endpoint failure."""
+    return not releases and not any(o.endpoint_failure or o.disable_reason for o in outcomes)
+
+
 def claimed(row: Any) -> Claimed:
     """A driver row of ``CLAIM_COLUMNS`` as a job."""
     disabled_at = row[11]

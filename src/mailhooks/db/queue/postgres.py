@@ -20,7 +20,7 @@ from mailhooks.core.operational import OPERATIONAL_FORMAT, OperationalKind
 from mailhooks.core.outcomes import endpoint_health
 from mailhooks.db import schema as t
 from mailhooks.db.operational import note_exhausted
-from mailhooks.db.queue.common import CLAIM_COLUMNS, CLAIM_JOINS, SqlQueue, claimed
+from mailhooks.db.queue.common import CLAIM_COLUMNS, CLAIM_JOINS, SqlQueue, claimed, plain_batch
 
 # Each statement below is one prepared asyncpg statement run on its own (its own implicit transaction),
 # one round trip, instead of BEGIN + statement(s) + COMMIT through SQLAlchemy.
@@ -93,7 +93,7 @@ class PostgresQueue(SqlQueue):
         if not outcomes and not releases:
             return
         now = time.time()
-        if not releases and not any(o.endpoint_failure or o.disable_reason for o in outcomes):
+        if plain_batch(outcomes, releases):
             await self._record_in_one_statement(owner, outcomes, now)  # the common case
             return
         attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]

@@ -23,7 +23,7 @@ from mailhooks.core.operational import OperationalKind
 from mailhooks.core.outcomes import endpoint_health
 from mailhooks.db import schema as t
 from mailhooks.db.operational import note_exhausted, webhook_transitions
-from mailhooks.db.queue.common import CLAIM_COLUMNS, CLAIM_JOINS, SqlQueue, claimed
+from mailhooks.db.queue.common import CLAIM_COLUMNS, CLAIM_JOINS, SqlQueue, claimed, plain_batch
 
 _DUE_ROWS = f"FROM deliveries WHERE {t.IN_QUEUE_SQL} AND next_attempt_at <= ? "
 INSERT_ATTEMPT = ("INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, "
@@ -71,8 +71,7 @@ class SqliteQueue(SqlQueue):
         if not outcomes and not releases:
             return
         now = time.time()
-        if self.db.has_hot_writes and not releases and not any(
-                o.endpoint_failure or o.disable_reason or o.status == DeliveryStatus.FAILED for o in outcomes):
+        if self.db.has_hot_writes and plain_batch(outcomes, releases):
             await self._record_hot(owner, outcomes, now)  # the common case
             return
         async with self.db.write() as conn:
@@ -105,7 +104,7 @@ class SqliteQueue(SqlQueue):
         health change is the answered webhooks' streaks ending (``webhook.recovered``, as on PostgreSQL)."""
         answered, _ = endpoint_health(outcomes)
         async with self.db.hot_write() as driver:
-            await self._insert_attempts(driver, outcomes)  # nothing FAILED here: no exhaustion to note
+            await self._insert_attempts(driver, outcomes)  # a plain batch: no exhaustion to note
             await self._update_deliveries(driver, owner, outcomes, now)
             recovered: list[_Row] = []
             if answered:
